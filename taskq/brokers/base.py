@@ -1,0 +1,229 @@
+"""The broker protocols: the narrow one the worker and producers use, and the inspection one.
+
+A broker only moves bytes atomically; retry maths, states and logging live in the core and the
+worker. Every time decision (is a job due, has a lease expired) is made with the broker's own
+clock (Redis ``TIME``; the local clock for the embedded brokers), so producers' and workers'
+clocks never decide when a job runs. Durations cross this boundary as whole milliseconds.
+
+Job life cycle inside a broker::
+
+    enqueue ──> waiting ──claim──> running ──ack──> (result kept for its TTL, then gone)
+                  ^  (scheduled      │  │
+                  │   or due)        │  └──bury──> dead ──requeue_dead──> waiting
+                  └────retry─────────┘
+                  └── lease expired (recover) ──┘
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..serialization import packb, unpackb
+
+
+@dataclass(frozen=True)
+class EnqueueItem:
+    """One job to write: its body is an encoded :class:`taskq.job.Job`."""
+
+    queue: str
+    job_id: str
+    body: bytes
+    delay_ms: int = 0  # due this long after the broker's "now"
+    due_at_ms: int | None = None  # absolute due time (ms since the epoch); wins over delay_ms
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Proof of ownership of a running job: ack, retry, bury and extend need a current token."""
+
+    queue: str
+    job_id: str
+    token: int
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job handed to a worker by :meth:`Broker.claim`."""
+
+    lease: Lease
+    body: bytes
+    attempt: int  # 1 on the first claim; every claim counts, including ones whose worker died
+    crashes: int  # how many leases of this job expired before its worker finished it
+
+    @property
+    def job_id(self) -> str:
+        return self.lease.job_id
+
+    @property
+    def queue(self) -> str:
+        return self.lease.queue
+
+
+@dataclass(frozen=True)
+class ClaimBatch:
+    """What one claim returned, and how long until the next waiting job of those queues is due."""
+
+    jobs: list[Claimed]
+    next_due_ms: int | None  # None: nothing waiting at all; 0: more is due now
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an attempt failed: stored with retried and dead jobs."""
+
+    error_type: str
+    message: str
+    traceback: str = ""
+    reason: str = "failed"  # failed | exhausted | unknown-task | undecodable | crashed | ...
+
+    def pack(self) -> bytes:
+        """The stored form (a msgpack list), written by every broker."""
+        return packb([self.error_type, self.message, self.traceback, self.reason])
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Failure:
+        """Read :meth:`pack`'s output."""
+        error_type, message, traceback, reason = unpackb(data)
+        return cls(error_type, message, traceback, reason)
+
+
+@dataclass(frozen=True)
+class Ack:
+    """A job that succeeded; ``result`` is kept for ``result_ttl_ms`` (nothing kept if 0/None)."""
+
+    lease: Lease
+    result: bytes | None = None
+    result_ttl_ms: int = 0
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """A job to run again after ``delay_ms``.
+
+    ``count_attempt=False`` hands the job back without spending an attempt (graceful shutdown).
+    """
+
+    lease: Lease
+    delay_ms: int
+    failure: Failure | None = None
+    count_attempt: bool = True
+
+
+@dataclass(frozen=True)
+class Bury:
+    """A job to move to the dead-letter store."""
+
+    lease: Lease
+    failure: Failure
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """The verbs a producer and a worker need; every method is thread-safe.
+
+    Batch verbs return one ``bool`` per item: ``False`` means the broker refused it (for ack,
+    retry, bury and extend: the token is stale, the lease was lost; for enqueue: a job with that
+    id is already waiting or running, so nothing was written).
+    """
+
+    url: str  # printable, password masked
+
+    def enqueue(self, items: Sequence[EnqueueItem]) -> list[bool]: ...
+
+    def claim(self, queues: Sequence[str], limit: int, lease_ms: int, worker: str) -> ClaimBatch:
+        """Atomically move up to ``limit`` due jobs to running, recovering expired leases first."""
+        ...
+
+    def extend(self, leases: Sequence[Lease], lease_ms: int) -> list[bool]:
+        """Renew leases to ``now + lease_ms``; refused for a stale token or an expired lease."""
+        ...
+
+    def ack(self, items: Sequence[Ack]) -> list[bool]: ...
+
+    def retry(self, items: Sequence[RetryLater]) -> list[bool]: ...
+
+    def bury(self, items: Sequence[Bury]) -> list[bool]: ...
+
+    def recover(self, queues: Sequence[str]) -> int:
+        """Make every job whose lease expired due again (token bumped); returns how many."""
+        ...
+
+    def watch(self, queues: Sequence[str], wake: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``wake(delay_ms)`` from any thread when a job is enqueued to one of ``queues``.
+
+        ``delay_ms`` is how long until that job is due (0 = now). Returns a function that stops
+        watching. Wake-ups are a hint: a worker still polls, so a lost wake-up only delays.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """How many jobs of a queue are in each broker state."""
+
+    due: int
+    scheduled: int
+    running: int
+    dead: int
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """Everything a broker knows of one job (see :meth:`Inspector.get`)."""
+
+    queue: str
+    job_id: str
+    state: str  # scheduled | due | running | succeeded | dead
+    body: bytes | None
+    attempt: int
+    due_at_ms: int | None = None  # waiting jobs
+    lease_until_ms: int | None = None  # running jobs
+    failure: Failure | None = None  # last failure (retried or dead jobs)
+    result: bytes | None = None  # succeeded jobs, while the result is kept
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A live worker, as it announces itself with :meth:`Inspector.heartbeat`."""
+
+    worker: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    running: int
+    started_at_ms: int
+    seen_at_ms: int = 0  # filled in by the broker
+
+
+@runtime_checkable
+class Inspector(Protocol):
+    """Read and repair: counts, single jobs, the dead-letter store, worker heartbeats."""
+
+    def queues(self) -> list[str]: ...
+
+    def counts(self, queue: str) -> QueueCounts: ...
+
+    def get(self, queue: str, job_id: str) -> JobRecord | None: ...
+
+    def cancel(self, queue: str, job_id: str) -> bool:
+        """Remove a waiting job atomically; ``False`` if it is not waiting."""
+        ...
+
+    def dead(self, queue: str, offset: int = 0, limit: int = 100) -> list[JobRecord]: ...
+
+    def requeue_dead(self, queue: str, job_ids: Sequence[str]) -> int:
+        """Make dead jobs due again with a fresh attempt count; returns how many moved."""
+        ...
+
+    def purge_dead(self, queue: str) -> int: ...
+
+    def heartbeat(self, info: WorkerInfo, ttl_ms: int) -> None: ...
+
+    def forget_worker(self, worker: str) -> None: ...
+
+    def workers(self) -> list[WorkerInfo]: ...

@@ -1,0 +1,32 @@
+-- enqueue: write jobs that are not already waiting or running; wake the workers.
+-- KEYS[1] waiting (zset id -> due ms)   KEYS[2] running (zset id -> lease end ms)
+-- KEYS[3] jobs (hash id -> body)        KEYS[4] attempts (hash)   KEYS[5] crashes (hash)
+-- KEYS[6] failures (hash)               KEYS[7] dead (zset)
+-- ARGV[1] wake channel, then per job: id, body, delay ms, due-at ms ('' = use the delay)
+-- Returns: one 1 (written) or 0 (a job with that id is waiting or running) per job.
+local now = now_ms()
+local written = {}
+local soonest = nil
+for i = 2, #ARGV, 4 do
+  local id = ARGV[i]
+  if redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) then
+    written[#written + 1] = 0
+  else
+    local due = now + tonumber(ARGV[i + 2])
+    if ARGV[i + 3] ~= '' then due = tonumber(ARGV[i + 3]) end
+    -- a finished job's id may be used again: drop what its earlier run left behind
+    if redis.call('ZREM', KEYS[7], id) == 1 then
+      redis.call('HDEL', KEYS[6], id)
+    end
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('HDEL', KEYS[5], id)
+    redis.call('HSET', KEYS[3], id, ARGV[i + 1])
+    redis.call('ZADD', KEYS[1], due, id)
+    written[#written + 1] = 1
+    if soonest == nil or due < soonest then soonest = due end
+  end
+end
+if soonest ~= nil then
+  redis.call('PUBLISH', ARGV[1], math.max(soonest - now, 0))
+end
+return written

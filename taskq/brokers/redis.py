@@ -1,0 +1,218 @@
+"""The Redis broker: every state change is one Lua script on one queue's keys (one Cluster slot)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from ..config import mask_url
+from ..errors import BrokerError, BrokerUnavailable, ConfigError
+from . import Retention
+from .base import Ack, Bury, ClaimBatch, Claimed, EnqueueItem, Lease, RetryLater
+from .redis_inspect import RedisInspection
+from .redis_keys import NamespaceKeys, QueueKeys
+from .redis_scripts import Scripts
+from .redis_watch import Watcher
+
+log = logging.getLogger("taskq.broker")
+
+T = TypeVar("T")
+RECOVER_PER_CLAIM = 100  # leases recovered per claim call; bounds the script's run time
+ARGS_PER_CALL = 2000  # items per script call, so one huge batch never blocks Redis for long
+_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+def connect(url: str) -> redis.Redis:
+    """A client with bounded, backed-off retries; ``rediss://`` verifies certificates by default."""
+    try:
+        client = redis.Redis.from_url(
+            url,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 8),
+            retry_on_error=list(_CONNECTION_ERRORS),
+            socket_connect_timeout=5.0,
+            socket_timeout=15.0,
+            socket_keepalive=True,
+            health_check_interval=30,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"bad Redis URL {mask_url(url)}: {exc}") from None
+    kwargs = client.connection_pool.connection_kwargs
+    if url.startswith("rediss://") and kwargs.get("ssl_cert_reqs") in ("none", None):
+        log.warning("TLS certificate verification is OFF for %s (ssl_cert_reqs=none)", mask_url(url))
+    return client
+
+
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), ARGS_PER_CALL):
+        yield items[start : start + ARGS_PER_CALL]
+
+
+class RedisBroker(RedisInspection):
+    """A broker on one Redis server (or one Cluster slot per queue)."""
+
+    def __init__(self, url: str, namespace: str, retention: Retention | None = None) -> None:
+        self.url = mask_url(url)
+        self._raw_url = url
+        self.namespace = namespace
+        self.retention = retention or Retention()
+        self.client = connect(url)
+        self.keys = NamespaceKeys(namespace)
+        self.scripts = Scripts.register(self.client)
+        self._known_queues: set[str] = set()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except _CONNECTION_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
+        except redis.RedisError as exc:
+            raise BrokerError(f"Redis at {self.url} refused: {exc}") from exc
+
+    # -- producer ------------------------------------------------------------------------------
+
+    def enqueue(self, items: Sequence[EnqueueItem]) -> list[bool]:
+        written: dict[int, bool] = {}
+        by_queue: dict[str, list[int]] = defaultdict(list)
+        for index, item in enumerate(items):
+            by_queue[item.queue].append(index)
+        with self._errors():
+            self._remember_queues(by_queue)
+            for queue, indexes in by_queue.items():
+                k = self.keys.queue(queue)
+                keys = [k.waiting, k.running, k.jobs, k.attempts, k.crashes, k.failures, k.dead]
+                for chunk in _chunks(indexes):
+                    args: list[Any] = [k.wake]
+                    for i in chunk:
+                        item = items[i]
+                        due_at = "" if item.due_at_ms is None else item.due_at_ms
+                        args += [item.job_id, item.body, item.delay_ms, due_at]
+                    flags = self.scripts.enqueue(keys, args)
+                    written.update(zip(chunk, (bool(f) for f in flags)))
+        return [written[i] for i in range(len(items))]
+
+    def _remember_queues(self, queues: Iterator[str] | dict[str, Any]) -> None:
+        new = [q for q in queues if q not in self._known_queues]
+        if new:
+            self.client.sadd(self.keys.queues, *new)
+            with self._lock:
+                self._known_queues.update(new)
+
+    # -- worker --------------------------------------------------------------------------------
+
+    def claim(self, queues: Sequence[str], limit: int, lease_ms: int, worker: str) -> ClaimBatch:
+        jobs: list[Claimed] = []
+        next_due: int | None = None
+        with self._errors():
+            for queue in queues:
+                k = self.keys.queue(queue)
+                keys = [k.waiting, k.running, k.jobs, k.attempts, k.crashes, k.tokens, k.owners]
+                want = limit - len(jobs)
+                reply = self.scripts.claim(
+                    [*keys, k.seq], [max(want, 0), lease_ms, worker, RECOVER_PER_CLAIM]
+                )
+                for i in range(1, len(reply), 5):
+                    job_id, body, token, attempt, crashes = reply[i : i + 5]
+                    lease = Lease(queue, job_id.decode(), int(token))
+                    jobs.append(Claimed(lease, body, int(attempt), int(crashes)))
+                wait = int(reply[0])
+                if wait >= 0 and (next_due is None or wait < next_due):
+                    next_due = wait
+        return ClaimBatch(jobs, next_due)
+
+    def extend(self, leases: Sequence[Lease], lease_ms: int) -> list[bool]:
+        def call(queue: str, chunk: Sequence[Lease]) -> list[int]:
+            k = self.keys.queue(queue)
+            args: list[Any] = [lease_ms]
+            for lease in chunk:
+                args += [lease.job_id, lease.token]
+            return list(self.scripts.extend([k.running, k.tokens], args))
+
+        return self._per_queue(leases, lambda lease: lease, call)
+
+    def ack(self, items: Sequence[Ack]) -> list[bool]:
+        def call(queue: str, chunk: Sequence[Ack]) -> list[int]:
+            k = self.keys.queue(queue)
+            keys = [k.running, k.jobs, k.attempts, k.crashes, k.tokens, k.owners, k.failures]
+            args: list[Any] = []
+            for item in chunk:
+                keys.append(k.result(item.lease.job_id))
+                keep = item.result is not None and item.result_ttl_ms > 0
+                ttl = item.result_ttl_ms if keep else 0
+                args += [item.lease.job_id, item.lease.token, ttl, item.result or b""]
+            return list(self.scripts.ack(keys, args))
+
+        return self._per_queue(items, lambda item: item.lease, call)
+
+    def retry(self, items: Sequence[RetryLater]) -> list[bool]:
+        def call(queue: str, chunk: Sequence[RetryLater]) -> list[int]:
+            k = self.keys.queue(queue)
+            keys = [k.waiting, k.running, k.attempts, k.tokens, k.owners, k.failures]
+            args: list[Any] = [k.wake]
+            for item in chunk:
+                failure = item.failure.pack() if item.failure else b""
+                args += [item.lease.job_id, item.lease.token, max(item.delay_ms, 0)]
+                args += [1 if item.count_attempt else 0, failure]
+            return list(self.scripts.retry(keys, args))
+
+        return self._per_queue(items, lambda item: item.lease, call)
+
+    def bury(self, items: Sequence[Bury]) -> list[bool]:
+        def call(queue: str, chunk: Sequence[Bury]) -> list[int]:
+            k = self.keys.queue(queue)
+            keys = [k.running, k.dead, k.jobs, k.attempts, k.crashes, k.tokens, k.owners]
+            args: list[Any] = [self.retention.dead_max, self.retention.dead_ttl_ms]
+            for item in chunk:
+                args += [item.lease.job_id, item.lease.token, item.failure.pack()]
+            return list(self.scripts.bury([*keys, k.failures], args))
+
+        return self._per_queue(items, lambda item: item.lease, call)
+
+    def recover(self, queues: Sequence[str]) -> int:
+        total = 0
+        with self._errors():
+            for queue in queues:
+                k = self.keys.queue(queue)
+                keys = [k.waiting, k.running, k.crashes, k.tokens, k.owners]
+                while True:
+                    count = int(self.scripts.recover(keys, [1000]))
+                    total += count
+                    if count < 1000:
+                        break
+        return total
+
+    def _per_queue(
+        self,
+        items: Sequence[T],
+        lease_of: Callable[[T], Lease],
+        call: Callable[[str, Sequence[T]], list[int]],
+    ) -> list[bool]:
+        """Run ``call`` once per queue (and chunk), and give the replies back in item order."""
+        done: dict[int, bool] = {}
+        by_queue: dict[str, list[int]] = defaultdict(list)
+        for index, item in enumerate(items):
+            by_queue[lease_of(item).queue].append(index)
+        with self._errors():
+            for queue, indexes in by_queue.items():
+                for chunk in _chunks(indexes):
+                    flags = call(queue, [items[i] for i in chunk])
+                    done.update(zip(chunk, (bool(f) for f in flags)))
+        return [done[i] for i in range(len(items))]
+
+    def watch(self, queues: Sequence[str], wake: Callable[[int], None]) -> Callable[[], None]:
+        channels = [self.keys.queue(q).wake for q in queues]
+        watcher = Watcher(self._raw_url, channels, wake)
+        watcher.start()
+        return watcher.stop
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,104 @@
+"""Every Redis key and channel name taskq uses, built in one place.
+
+Keys of one queue share the hash tag ``{queue}``, so a queue lives in one Redis Cluster slot and
+every script touches one slot::
+
+    {ns}:{q}:waiting     zset  job id -> due time (ms)          scheduled and due jobs
+    {ns}:{q}:running     zset  job id -> lease end (ms)          claimed jobs
+    {ns}:{q}:jobs        hash  job id -> msgpack job envelope    waiting, running and dead jobs
+    {ns}:{q}:attempts    hash  job id -> claims so far
+    {ns}:{q}:crashes     hash  job id -> leases that expired
+    {ns}:{q}:tokens      hash  job id -> fencing token of the current lease
+    {ns}:{q}:owners      hash  job id -> worker holding the lease
+    {ns}:{q}:seq         string  last fencing token handed out
+    {ns}:{q}:failures    hash  job id -> last failure (msgpack)
+    {ns}:{q}:dead        zset  job id -> buried at (ms)
+    {ns}:{q}:result:<id> string  msgpack result, with a time to live
+    {ns}:{q}:wake        channel  published on enqueue/retry: ms until the new job is due
+    {ns}:queues          set   queue names ever used
+    {ns}:workers         zset  worker id -> last heartbeat (ms)
+    {ns}:worker:<id>     string  msgpack worker info, with a time to live
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The key names of one queue."""
+
+    namespace: str
+    queue: str
+
+    def _key(self, name: str) -> str:
+        return f"{self.namespace}:{{{self.queue}}}:{name}"
+
+    @property
+    def waiting(self) -> str:
+        return self._key("waiting")
+
+    @property
+    def running(self) -> str:
+        return self._key("running")
+
+    @property
+    def jobs(self) -> str:
+        return self._key("jobs")
+
+    @property
+    def attempts(self) -> str:
+        return self._key("attempts")
+
+    @property
+    def crashes(self) -> str:
+        return self._key("crashes")
+
+    @property
+    def tokens(self) -> str:
+        return self._key("tokens")
+
+    @property
+    def owners(self) -> str:
+        return self._key("owners")
+
+    @property
+    def seq(self) -> str:
+        return self._key("seq")
+
+    @property
+    def failures(self) -> str:
+        return self._key("failures")
+
+    @property
+    def dead(self) -> str:
+        return self._key("dead")
+
+    @property
+    def wake(self) -> str:
+        return self._key("wake")
+
+    def result(self, job_id: str) -> str:
+        return self._key(f"result:{job_id}")
+
+
+@dataclass(frozen=True)
+class NamespaceKeys:
+    """The key names shared by all queues of a namespace."""
+
+    namespace: str
+
+    def queue(self, queue: str) -> QueueKeys:
+        return QueueKeys(self.namespace, queue)
+
+    @property
+    def queues(self) -> str:
+        return f"{self.namespace}:queues"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.namespace}:workers"
+
+    def worker(self, worker: str) -> str:
+        return f"{self.namespace}:worker:{worker}"

@@ -1,0 +1,49 @@
+"""Load taskq's Lua scripts (one file per operation) into redis-py ``Script`` objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+_NAMES = (
+    "enqueue",
+    "claim",
+    "extend",
+    "ack",
+    "retry",
+    "bury",
+    "recover",
+    "cancel",
+    "requeue_dead",
+    "purge_dead",
+    "counts",
+)
+
+
+def _source(name: str) -> str:
+    return (resources.files("taskq.brokers") / "lua" / f"{name}.lua").read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """One registered script per operation; redis-py runs each with EVALSHA, reloading on NOSCRIPT."""
+
+    enqueue: Any
+    claim: Any
+    extend: Any
+    ack: Any
+    retry: Any
+    bury: Any
+    recover: Any
+    cancel: Any
+    requeue_dead: Any
+    purge_dead: Any
+    counts: Any
+
+    @classmethod
+    def register(cls, client: redis.Redis) -> Scripts:
+        lib = _source("_lib")
+        return cls(**{name: client.register_script(lib + "\n" + _source(name)) for name in _NAMES})
