@@ -14,7 +14,7 @@ from .redis_keys import NamespaceKeys
 from .redis_scripts import Scripts
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 

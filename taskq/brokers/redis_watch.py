@@ -43,7 +43,7 @@ class Watcher:
 
     def _listen(self) -> None:
         client = redis.Redis.from_url(self._url, socket_connect_timeout=5.0)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(*self._channels)
             while not self._stopped.is_set():

@@ -1,0 +1,39 @@
+"""taskq: typed Python tasks with delays, retries and leases, on Redis or an embedded broker."""
+
+from .app import App
+from .brokers import Retention
+from .errors import (
+    BrokerError,
+    BrokerUnavailable,
+    Cancelled,
+    ConfigError,
+    EnqueueError,
+    JobNotFound,
+    Retry,
+    TaskFailed,
+    TaskqError,
+)
+from .handle import JobHandle
+from .retry import Backoff
+from .task import AsyncTask, Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "AsyncTask",
+    "Backoff",
+    "BrokerError",
+    "BrokerUnavailable",
+    "Cancelled",
+    "ConfigError",
+    "EnqueueError",
+    "JobHandle",
+    "JobNotFound",
+    "Retention",
+    "Retry",
+    "Task",
+    "TaskFailed",
+    "TaskqError",
+    "__version__",
+]
