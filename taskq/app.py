@@ -57,9 +57,13 @@ class App:
     ) -> None:
         settings = Settings.from_env(environment(env, cwd))
         if url is not None:
-            settings = Settings(url, settings.poll_interval, settings.job_delay, settings.max_retries)
+            settings = Settings(
+                url, settings.poll_interval, settings.job_delay, settings.max_retries
+            )
         if not namespace or any(c in namespace for c in "{}: "):
-            raise ConfigError(f"namespace {namespace!r} must be non-empty text without {{}}: or spaces")
+            raise ConfigError(
+                f"namespace {namespace!r} must be non-empty text without {{}}: or spaces"
+            )
         self.settings = settings
         self.namespace = namespace
         self.retention = retention or Retention()

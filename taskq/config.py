@@ -1,4 +1,4 @@
-"""Settings from the environment and a ``.env`` file, with the Go scheduler's names still honoured."""
+"""Settings from the environment and a ``.env`` file, honouring the Go scheduler's names."""
 
 from __future__ import annotations
 
@@ -86,7 +86,9 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> dict[str, str]:
+def environment(
+    environ: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> dict[str, str]:
     """The ``.env`` file of ``cwd`` overlaid by the real environment (which wins)."""
     merged = read_dotenv((cwd or Path.cwd()) / ".env")
     merged.update(os.environ if environ is None else environ)

@@ -5,12 +5,12 @@
     TaskqError
      ├── ConfigError            bad URL, bad environment value, bad ``module:app``
      ├── BrokerError            the broker refused or failed an operation
-     │    └── BrokerUnavailable the broker could not be reached after bounded retries
-     ├── EnqueueError           arguments that do not bind, cannot be encoded, or are too large
-     ├── TaskFailed             raised by ``JobHandle.result()``: the remote error, type and traceback
+     │    └── BrokerUnavailable  not reachable after bounded retries
+     ├── EnqueueError           arguments that do not bind, do not encode, or are too large
+     ├── TaskFailed             from ``JobHandle.result()``: remote error type, message, traceback
      ├── JobNotFound            no job with that id (never existed, or its record expired)
      ├── Cancelled              the job was cancelled before it produced a result
-     └── Retry                  raised *by a task* to ask for another attempt, optionally after ``delay``
+     └── Retry                  raised *by a task* to ask for another attempt (after ``delay``)
 """
 
 from __future__ import annotations

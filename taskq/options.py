@@ -1,8 +1,8 @@
-"""Per-task settings chosen with ``@app.task(...)`` and per-call ones chosen with ``with_options``."""
+"""Per-task settings (``@app.task(...)``) and per-call ones (``task.with_options(...)``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .retry import Backoff, BackoffPolicy
 
@@ -17,7 +17,7 @@ class TaskOptions:
     name: str
     queue: str = DEFAULT_QUEUE
     max_retries: int | None = None  # None: the app's default (JOB_MAX_RETRY, else 3)
-    backoff: BackoffPolicy = Backoff()
+    backoff: BackoffPolicy = field(default_factory=Backoff)
     timeout: float | None = None  # seconds an attempt may run; None = no limit
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     no_retry_on: tuple[type[BaseException], ...] = ()

@@ -52,7 +52,7 @@ class Enqueuer(Generic[P, R]):
         return self._submit(self._item(args, kwargs, 0, None))
 
     def delay_by(self, delay: Delay, /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
-        """Enqueue a call due ``delay`` seconds (or a ``timedelta``) from now, by the broker's clock."""
+        """Enqueue a call due ``delay`` seconds (or a ``timedelta``) from now (broker's clock)."""
         return self._submit(self._item(args, kwargs, round(delay_seconds(delay) * 1000), None))
 
     def delay_at(self, when: dt.datetime, /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
@@ -123,7 +123,7 @@ class Enqueuer(Generic[P, R]):
 
 
 class BaseTask(Enqueuer[P, R]):
-    """A registered function: enqueue with ``delay*``, choose per-call options with ``with_options``."""
+    """A registered function: enqueue with ``delay*``; per-call options via ``with_options``."""
 
     def __init__(self, app: App, fn: Callable[P, Any], options: TaskOptions) -> None:
         super().__init__(self, CallOptions())

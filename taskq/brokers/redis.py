@@ -18,7 +18,7 @@ from ..errors import BrokerError, BrokerUnavailable, ConfigError
 from . import Retention
 from .base import Ack, Bury, ClaimBatch, Claimed, EnqueueItem, Lease, RetryLater
 from .redis_inspect import RedisInspection
-from .redis_keys import NamespaceKeys, QueueKeys
+from .redis_keys import NamespaceKeys
 from .redis_scripts import Scripts
 from .redis_watch import Watcher
 
@@ -46,7 +46,9 @@ def connect(url: str) -> redis.Redis:
         raise ConfigError(f"bad Redis URL {mask_url(url)}: {exc}") from None
     kwargs = client.connection_pool.connection_kwargs
     if url.startswith("rediss://") and kwargs.get("ssl_cert_reqs") in ("none", None):
-        log.warning("TLS certificate verification is OFF for %s (ssl_cert_reqs=none)", mask_url(url))
+        log.warning(
+            "TLS certificate verification is OFF for %s (ssl_cert_reqs=none)", mask_url(url)
+        )
     return client
 
 
@@ -97,7 +99,7 @@ class RedisBroker(RedisInspection):
                         due_at = "" if item.due_at_ms is None else item.due_at_ms
                         args += [item.job_id, item.body, item.delay_ms, due_at]
                     flags = self.scripts.enqueue(keys, args)
-                    written.update(zip(chunk, (bool(f) for f in flags)))
+                    written.update(zip(chunk, (bool(f) for f in flags), strict=True))
         return [written[i] for i in range(len(items))]
 
     def _remember_queues(self, queues: Iterator[str] | dict[str, Any]) -> None:
@@ -205,7 +207,7 @@ class RedisBroker(RedisInspection):
             for queue, indexes in by_queue.items():
                 for chunk in _chunks(indexes):
                     flags = call(queue, [items[i] for i in chunk])
-                    done.update(zip(chunk, (bool(f) for f in flags)))
+                    done.update(zip(chunk, (bool(f) for f in flags), strict=True))
         return [done[i] for i in range(len(items))]
 
     def watch(self, queues: Sequence[str], wake: Callable[[int], None]) -> Callable[[], None]:

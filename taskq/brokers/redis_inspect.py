@@ -94,7 +94,7 @@ class RedisInspection:
                 int(attempt or 0),
                 failure=Failure.unpack(failure) if failure else None,
             )
-            for job_id, body, attempt, failure in zip(ids, bodies, attempts, failures)
+            for job_id, body, attempt, failure in zip(ids, bodies, attempts, failures, strict=True)
         ]
 
     def requeue_dead(self, queue: str, job_ids: Sequence[str]) -> int:
@@ -138,13 +138,15 @@ class RedisInspection:
                 pipe.get(self.keys.worker(name))
             found: list[WorkerInfo] = []
             gone: list[str] = []
-            for name, data in zip(names, pipe.execute()):
+            for name, data in zip(names, pipe.execute(), strict=True):
                 if data is None:
                     gone.append(name)
                     continue
                 worker, host, pid, queues, concurrency, running, started, seen = unpackb(data)
                 found.append(
-                    WorkerInfo(worker, host, pid, tuple(queues), concurrency, running, started, seen)
+                    WorkerInfo(
+                        worker, host, pid, tuple(queues), concurrency, running, started, seen
+                    )
                 )
             if gone:
                 self.client.zrem(self.keys.workers, *gone)

@@ -29,7 +29,7 @@ def _source(name: str) -> str:
 
 @dataclass(frozen=True)
 class Scripts:
-    """One registered script per operation; redis-py runs each with EVALSHA, reloading on NOSCRIPT."""
+    """One registered script per operation, run with EVALSHA and reloaded on NOSCRIPT."""
 
     enqueue: Any
     claim: Any

@@ -1,0 +1,5 @@
+"""``python -m taskq``: the same as the ``taskq`` command."""
+
+from .cli.main import main
+
+raise SystemExit(main())

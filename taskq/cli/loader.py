@@ -1,0 +1,35 @@
+"""Import the ``App`` a ``module:attribute`` reference names."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from ..app import App
+from ..errors import ConfigError
+
+
+def load_app(reference: str) -> App:
+    """The App at ``package.module:app`` (``:app`` may be left out), importing from the cwd too."""
+    module_name, _, attribute = reference.partition(":")
+    attribute = attribute or "app"
+    if not module_name or not all(part.isidentifier() for part in module_name.split(".")):
+        raise ConfigError(f"{reference!r} is not a module:app reference (e.g. myproj.tasks:app)")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ConfigError(
+                f"cannot import module {module_name!r} (from {reference!r})"
+            ) from None
+        raise
+    app = getattr(module, attribute, None)
+    if app is None:
+        raise ConfigError(f"module {module_name!r} has no attribute {attribute!r}")
+    if not isinstance(app, App):
+        raise ConfigError(f"{reference!r} is a {type(app).__name__}, not a taskq.App")
+    return app

@@ -1,0 +1,110 @@
+"""Keep the leases of the jobs a worker holds alive, and notice the ones it lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+from ..brokers.base import Broker, Lease
+from ..errors import BrokerError
+from .logs import log
+
+# A lease is treated as lost this long before it ends by our count, so that by the time another
+# worker could recover it (by the broker's clock), this worker has stopped treating it as its own.
+SAFETY = 0.2  # fraction of the lease
+
+
+@dataclass
+class Held:
+    """A lease this worker holds, and until when (monotonic) it is surely still valid."""
+
+    lease: Lease
+    valid_until: float
+    on_lost: Callable[[], None]
+
+
+class LeaseKeeper:
+    """Renews every held lease in one batched call each ``lease/3`` seconds."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        lease_s: float,
+        io: Callable[[Callable[[], list[bool]]], Awaitable[list[bool]]],
+    ) -> None:
+        self.broker = broker
+        self.lease_s = lease_s
+        self.io = io
+        self.held: dict[str, Held] = {}
+
+    def hold(self, lease: Lease, since: float, on_lost: Callable[[], None]) -> None:
+        """Start renewing ``lease``, taken by a claim sent at monotonic time ``since``."""
+        self.held[lease.job_id] = Held(lease, since + self.lease_s * (1 - SAFETY), on_lost)
+
+    def release(self, job_id: str) -> None:
+        self.held.pop(job_id, None)
+
+    def is_held(self, job_id: str) -> bool:
+        return job_id in self.held
+
+    async def run(self) -> None:
+        """Renew until cancelled; a renewal stuck on an unreachable broker does not delay the
+        check that gives up leases past their safe end."""
+        interval = max(self.lease_s / 3, 0.01)
+        renewing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                self.expire_overdue()
+                if renewing is None or renewing.done():
+                    renewing = asyncio.create_task(self.renew())
+        finally:
+            if renewing is not None:
+                renewing.cancel()
+
+    async def renew(self) -> None:
+        """One round: extend every held lease; give up those refused or past their safe end."""
+        held = list(self.held.values())
+        if not held:
+            return
+        sent = time.monotonic()
+        leases = [h.lease for h in held]
+        lease_ms = int(self.lease_s * 1000)
+        try:
+            renewed = await self.io(partial(self.broker.extend, leases, lease_ms))
+        except BrokerError as exc:
+            log.warning("cannot renew %d lease(s): %s", len(held), exc)
+            renewed = [False] * len(held)
+            answered = False
+        else:
+            answered = True
+        for h, ok in zip(held, renewed, strict=True):
+            if self.held.get(h.lease.job_id) is not h:
+                continue  # finished while we were renewing
+            if ok:
+                h.valid_until = sent + self.lease_s * (1 - SAFETY)
+            elif answered or time.monotonic() >= h.valid_until:
+                self._lose(h, "refused by the broker" if answered else "not renewed in time")
+
+    def expire_overdue(self) -> None:
+        """Give up every lease past its safe end (called when the broker is unreachable)."""
+        now = time.monotonic()
+        for h in list(self.held.values()):
+            if now >= h.valid_until:
+                self._lose(h, "not renewed in time")
+
+    def _lose(self, h: Held, why: str) -> None:
+        self.held.pop(h.lease.job_id, None)
+        if log.isEnabledFor(logging.WARNING):
+            log.warning(
+                "lost the lease of job %s (%s): another worker may run it; its outcome here is "
+                "not recorded",
+                h.lease.job_id,
+                why,
+                extra={"event": "lost", "job_id": h.lease.job_id, "queue": h.lease.queue},
+            )
+        h.on_lost()

@@ -1,0 +1,32 @@
+"""How a worker runs: its queues, concurrency, lease, poll interval, grace period and mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..options import DEFAULT_QUEUE, check_queue
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Settings of one worker process (the ``taskq worker`` flags)."""
+
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    concurrency: int = 10
+    lease: float = 30.0  # seconds a claim is valid without renewal
+    poll_interval: float = 1.0  # longest sleep between claims; wake-ups usually come first
+    grace: float = 30.0  # seconds running jobs get to finish after the first stop signal
+    burst: bool = False  # exit once nothing is waiting or running
+    heartbeat: float = 5.0  # seconds between announcements to ``taskq info``
+
+    def __post_init__(self) -> None:
+        if not self.queues:
+            raise ValueError("a worker needs at least one queue")
+        for queue in self.queues:
+            check_queue(queue)
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if not self.lease >= 0.1:
+            raise ValueError(f"lease must be >= 0.1 seconds, got {self.lease}")
+        if not self.poll_interval > 0 or self.grace < 0 or not self.heartbeat > 0:
+            raise ValueError("poll interval and heartbeat must be > 0, grace >= 0")

@@ -1,0 +1,164 @@
+"""Run one claimed job and turn what happened into the broker call that records it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..app import App
+from ..brokers.base import Ack, Bury, Claimed, Failure, RetryLater
+from ..job import Job
+from ..retry import decide
+from ..serialization import DecodeError, packb
+from ..task import AnyTask
+from .logs import log
+
+Outcome = Ack | RetryLater | Bury
+
+
+@dataclass
+class Attempt:
+    """One claimed job in this worker's hands."""
+
+    claimed: Claimed
+    started: float = field(default_factory=time.monotonic)
+    job: Job | None = None
+    lost: bool = False  # its lease was lost: whatever it returns is not ours to record
+
+
+def failure_of(exc: BaseException, reason: str = "failed") -> Failure:
+    """The stored form of an exception: its type, message and traceback text."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return Failure(type(exc).__qualname__, str(exc), text, reason)
+
+
+def _bury(attempt: Attempt, reason: str, message: str, error_type: str = "") -> Bury:
+    claimed = attempt.claimed
+    log.error(
+        "dead %s: %s",
+        claimed.job_id,
+        message,
+        extra={"event": "dead", "job_id": claimed.job_id, "queue": claimed.queue, "reason": reason},
+    )
+    return Bury(claimed.lease, Failure(error_type or reason, message, "", reason))
+
+
+def admit(app: App, attempt: Attempt) -> tuple[Job, AnyTask] | Bury:
+    """Decode the job and find its task, or say why it goes straight to the dead-letter store."""
+    claimed = attempt.claimed
+    try:
+        job = Job.decode(claimed.body)
+    except DecodeError as exc:
+        return _bury(attempt, "undecodable", f"{exc} ({len(claimed.body)} bytes kept)")
+    attempt.job = job
+    task = app.tasks.get(job.task)
+    if task is None:
+        return _bury(attempt, "unknown-task", f"no task named {job.task!r} in this worker")
+    if claimed.crashes >= task.options.max_crashes:
+        message = f"{job.task}: its worker was lost {claimed.crashes} times (max_crashes)"
+        return _bury(attempt, "crashed", message)
+    return job, task
+
+
+async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: Executor) -> Outcome:
+    """Run the task once and decide: ack with the result, retry later, or bury."""
+    claimed = attempt.claimed
+    fields = {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": claimed.attempt}
+    total = job.max_retries + 1
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "started %s %s (attempt %d/%d)",
+            job.task,
+            job.id,
+            claimed.attempt,
+            total,
+            extra={"event": "started", **fields},
+        )
+    try:
+        result = await _call(task, job, threads)
+        encoded = None if result is None or task.options.result_ttl <= 0 else packb(result)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # a task's failure is data, whatever it is
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        return _failed(task, job, attempt, exc, fields)
+    elapsed = (time.monotonic() - attempt.started) * 1000
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "executed %s %s in %.1fms",
+            job.task,
+            job.id,
+            elapsed,
+            extra={"event": "executed", "duration_ms": round(elapsed, 3), **fields},
+        )
+    return Ack(claimed.lease, encoded, int(task.options.result_ttl * 1000))
+
+
+async def _call(task: AnyTask, job: Job, threads: Executor) -> Any:
+    timeout = task.options.timeout
+    if task.is_async:
+        return await asyncio.wait_for(task.fn(*job.args, **job.kwargs), timeout)
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    call: Callable[[], Any] = lambda: context.run(task.fn, *job.args, **job.kwargs)  # noqa: E731
+    # a thread cannot be stopped: past its timeout the attempt is failed, the thread runs on
+    return await asyncio.wait_for(asyncio.wrap_future(threads.submit(call), loop=loop), timeout)
+
+
+def _failed(
+    task: AnyTask, job: Job, attempt: Attempt, exc: BaseException, fields: dict[str, Any]
+) -> Outcome:
+    claimed = attempt.claimed
+    options = task.options
+    if isinstance(exc, TimeoutError) and options.timeout is not None and not str(exc):
+        exc = TimeoutError(f"attempt ran over its timeout of {options.timeout}s")
+    decision = decide(
+        exc,
+        claimed.attempt,
+        job.max_retries,
+        options.backoff,
+        options.retry_on,
+        options.no_retry_on,
+    )
+    elapsed = (time.monotonic() - attempt.started) * 1000
+    error = f"{type(exc).__qualname__}: {exc}"
+    left = max(job.max_retries - claimed.attempt + 1, 0)
+    log.warning(
+        "failed %s %s in %.1fms: %s (retries left=%d)",
+        job.task,
+        job.id,
+        elapsed,
+        error,
+        left,
+        extra={"event": "failed", "duration_ms": round(elapsed, 3), "error": error, **fields},
+    )
+    if decision.retry:
+        log.info(
+            "retrying %s %s in %.1fs (retries left=%d)",
+            job.task,
+            job.id,
+            decision.delay,
+            left - 1,
+            extra={"event": "retrying", "delay_s": round(decision.delay, 3), **fields},
+        )
+        delay_ms = round(decision.delay * 1000)
+        return RetryLater(claimed.lease, delay_ms, failure_of(exc))
+    reason = "exhausted" if claimed.attempt > job.max_retries else "not-retried"
+    log.error(
+        "%s %s %s after %d attempt(s) → dead: %s",
+        reason,
+        job.task,
+        job.id,
+        claimed.attempt,
+        error,
+        extra={"event": "exhausted", "error": error, "reason": reason, **fields},
+    )
+    return Bury(claimed.lease, failure_of(exc, reason))

@@ -1,0 +1,239 @@
+"""The worker: claims due jobs into free slots, runs them, records outcomes, stops gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TypeVar
+
+from ..app import App
+from ..brokers.base import Bury, Claimed, RetryLater
+from ..config import mask_url
+from ..errors import BrokerError
+from ..retry import Backoff
+from . import outcomes
+from .alarm import Alarm
+from .heartbeat import Heartbeat
+from .leases import LeaseKeeper
+from .logs import log
+from .options import WorkerOptions
+from .outcome import Attempt, Outcome, admit, run_attempt
+
+T = TypeVar("T")
+RECONNECT = Backoff(initial=0.1, factor=2.0, cap=5.0, jitter=0.2)
+
+
+class Worker:
+    """Runs an app's tasks from the broker until stopped (or, in burst mode, until idle)."""
+
+    def __init__(self, app: App, options: WorkerOptions | None = None) -> None:
+        self.app = app
+        self.options = options or WorkerOptions()
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.broker = app.broker
+        self._io = ThreadPoolExecutor(4, thread_name_prefix="taskq-io")
+        self._threads = ThreadPoolExecutor(
+            self.options.concurrency, thread_name_prefix="taskq-task"
+        )
+        self.leases = LeaseKeeper(self.broker, self.options.lease, self.io)
+        self._attempts: dict[str, Attempt] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._pending: list[Outcome] = []
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def io(self, call: Callable[[], T]) -> T:
+        """Run a blocking broker call off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._io, call)
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (thread-safe): claim nothing more, let running jobs finish."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._begin_stop)
+
+    def _begin_stop(self) -> None:
+        self._stopping = True
+        self._alarm.ring()
+        self._slot_free.set()
+
+    @property
+    def running(self) -> int:
+        """How many jobs this worker is running now."""
+        return len(self._tasks)
+
+    async def run(self) -> None:
+        """Work until :meth:`stop` (or until idle with ``burst``), then shut down gracefully."""
+        self._loop = asyncio.get_running_loop()
+        self._alarm = Alarm()
+        self._slot_free = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._announce()
+        loop = self._loop
+        stop_watch = self.broker.watch(
+            self.options.queues,
+            lambda ms: self._wake(loop, ms),
+        )
+        heartbeat = Heartbeat(self)
+        helpers = [asyncio.create_task(self.leases.run()), asyncio.create_task(heartbeat.run())]
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            stop_watch()
+            await heartbeat.forget()
+            self._io.shutdown(wait=False)
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        log.info("worker %s stopped", self.id)
+
+    def _wake(self, loop: asyncio.AbstractEventLoop, delay_ms: int) -> None:
+        """Called from the broker's watch thread: a job was enqueued, due in ``delay_ms``."""
+        loop.call_soon_threadsafe(self._alarm.ring_at, time.monotonic() + delay_ms / 1000)
+
+    def _announce(self) -> None:
+        o = self.options
+        log.info(
+            "worker %s on %s, queues %s, concurrency %d, lease %gs; tasks: %s",
+            self.id,
+            mask_url(self.broker.url),
+            ",".join(o.queues),
+            o.concurrency,
+            o.lease,
+            ", ".join(sorted(self.app.tasks)) or "none",
+        )
+
+    async def _claim_loop(self) -> None:
+        failures = 0
+        o = self.options
+        while not self._stopping:
+            free = o.concurrency - len(self._tasks)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            sent = time.monotonic()
+            try:
+                claim = partial(self.broker.claim, o.queues, free, int(o.lease * 1000), self.id)
+                batch = await self.io(claim)
+            except BrokerError as exc:
+                failures += 1
+                delay = RECONNECT.delay(failures)
+                log.warning("broker unreachable (%s); retrying in %.1fs", exc, delay)
+                self.leases.expire_overdue()
+                await self._alarm.sleep(delay)
+                continue
+            if failures:
+                log.info("broker reachable again after %d failed attempt(s)", failures)
+                failures = 0
+            for claimed in batch.jobs:
+                self._start(claimed, sent)
+            if len(batch.jobs) >= free or batch.next_due_ms == 0:
+                continue
+            if o.burst and batch.next_due_ms is None and not self._tasks:
+                break
+            wait = o.poll_interval
+            if batch.next_due_ms is not None:
+                wait = min(wait, batch.next_due_ms / 1000)
+            await self._alarm.sleep(wait)
+
+    def _start(self, claimed: Claimed, sent: float) -> None:
+        job_id = claimed.job_id
+        attempt = Attempt(claimed)
+        self._attempts[job_id] = attempt
+        self.leases.hold(claimed.lease, sent, lambda: self._lost(attempt))
+        self._tasks[job_id] = asyncio.create_task(self._work(attempt))
+
+    async def _work(self, attempt: Attempt) -> None:
+        job_id = attempt.claimed.job_id
+        outcome: Outcome | None = None
+        try:
+            admitted = admit(self.app, attempt)
+            if isinstance(admitted, Bury):
+                outcome = admitted
+            else:
+                job, task = admitted
+                outcome = await run_attempt(task, job, attempt, self._threads)
+        except asyncio.CancelledError:
+            if not attempt.lost:  # cancelled by shutdown: hand it back, attempt not spent
+                outcome = RetryLater(attempt.claimed.lease, 0, count_attempt=False)
+        finally:
+            del self._tasks[job_id]
+            self._slot_free.set()
+        if attempt.lost or outcome is None:
+            self._forget(job_id)
+        else:
+            self._record(outcome)
+
+    def _lost(self, attempt: Attempt) -> None:
+        attempt.lost = True
+        task = self._tasks.get(attempt.claimed.job_id)
+        job = attempt.job
+        is_async = (
+            job is not None and (t := self.app.tasks.get(job.task)) is not None and t.is_async
+        )
+        if task is not None and is_async:
+            task.cancel()  # a thread cannot be cancelled: a sync job runs on, its outcome dropped
+
+    def _record(self, outcome: Outcome) -> None:
+        self._pending.append(outcome)
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().create_task(self._flush())
+
+    def _forget(self, job_id: str) -> None:
+        self._attempts.pop(job_id, None)
+        self.leases.release(job_id)
+
+    async def _flush(self) -> None:
+        """Write pending outcomes in one batch; outcomes arriving meanwhile make the next batch."""
+        failures = 0
+        while self._pending:
+            batch = list(self._pending)
+            try:
+                await self.io(partial(outcomes.write, self.broker, batch))
+            except BrokerError as exc:
+                failures += 1
+                delay = RECONNECT.delay(failures)
+                log.warning(
+                    "cannot record %d outcome(s) (%s); retrying in %.1fs", len(batch), exc, delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            del self._pending[: len(batch)]
+            for outcome in batch:
+                self._forget(outcome.lease.job_id)
+        self._flushed.set()
+
+    async def _drain(self) -> None:
+        """After the claim loop: give running jobs the grace period, hand back the rest."""
+        if self._tasks:
+            log.info(
+                "stopping: waiting up to %gs for %d running job(s)",
+                self.options.grace,
+                len(self._tasks),
+            )
+            await asyncio.wait(list(self._tasks.values()), timeout=self.options.grace)
+        for job_id, task in list(self._tasks.items()):
+            attempt = self._attempts[job_id]
+            log.warning("handing back job %s unfinished (its attempt is not counted)", job_id)
+            if (
+                attempt.job is not None
+                and (t := self.app.tasks.get(attempt.job.task))
+                and t.is_async
+            ):
+                task.cancel()
+            else:
+                attempt.lost = True  # the thread runs on until exit; its outcome is not ours now
+                self._record(RetryLater(attempt.claimed.lease, 0, count_attempt=False))
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=5)
+        while self._pending:
+            self._flushed.clear()
+            await self._flushed.wait()

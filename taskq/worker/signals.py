@@ -1,0 +1,54 @@
+"""Run a worker in the foreground: a first SIGINT/SIGTERM stops it gracefully, a second at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+
+from .logs import log
+from .runner import Worker
+
+EXIT_NOW = 1  # exit code after a second signal
+
+
+def run_in_foreground(worker: Worker) -> int:
+    """Run until stopped by a signal (or idle, in burst mode); returns the exit code (0)."""
+    asyncio.run(_main(worker))
+    if any(t.name.startswith("taskq-task") and t.is_alive() for t in threading.enumerate()):
+        # a sync job handed back at shutdown still runs in its thread, which Python cannot
+        # stop; its job is already back in the queue, so leave without waiting for it
+        logging.shutdown()
+        os._exit(0)
+    return 0
+
+
+async def _main(worker: Worker) -> None:
+    loop = asyncio.get_running_loop()
+    seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal seen
+        seen += 1
+        name = signal.Signals(signum).name
+        if seen == 1:
+            log.info(
+                "%s: finishing running jobs (up to %gs); send it again to exit now",
+                name,
+                worker.options.grace,
+            )
+            worker.stop()
+            return
+        log.warning("%s again: exiting now; running jobs return when their leases end", name)
+        logging.shutdown()
+        os._exit(EXIT_NOW)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await worker.run()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
