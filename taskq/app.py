@@ -117,7 +117,8 @@ class App:
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(max_retries=5, ...)``.
 
-        ``name`` defaults to the function's qualified name; ``backoff`` is a :class:`Backoff` or
+        ``name`` defaults to the function's qualified name (what follows ``<locals>`` for a
+        function defined in a function); ``backoff`` is a :class:`Backoff` or
         ``attempt -> seconds``; ``timeout`` bounds one attempt (seconds); ``retry_on`` /
         ``no_retry_on`` filter which exceptions are retried; ``result_ttl`` is how long a result
         is kept (seconds, 0 keeps none); ``max_crashes`` is how many lost leases (a worker died
@@ -127,7 +128,8 @@ class App:
         def decorate(fn: Callable[..., Any]) -> AnyTask:
             if not callable(fn):
                 raise TypeError(f"@app.task decorates a function, got {fn!r}")
-            task_name = name or getattr(fn, "__qualname__", None) or repr(fn)
+            qualname = getattr(fn, "__qualname__", None) or repr(fn)
+            task_name = name or qualname.rsplit(".<locals>.", 1)[-1]
             options = TaskOptions(
                 task_name,
                 queue,
