@@ -15,6 +15,7 @@ from ..options import DEFAULT_QUEUE
 from ..worker import Worker, WorkerOptions
 from ..worker.logs import configure
 from ..worker.signals import run_in_foreground
+from ..worker.supervisor import Supervisor, worker_command
 from .loader import load_app
 
 
@@ -22,6 +23,8 @@ def worker(args: argparse.Namespace) -> int:
     """``taskq worker``: run the app's tasks until stopped."""
     configure(args.log_format, getattr(logging, args.log_level.upper()))
     app = load_app(args.app)
+    if args.processes != 1:
+        return Supervisor(worker_command(args.argv), args.processes).run()
     poll = app.settings.poll_interval
     if args.poll_interval is not None:
         poll = parse_duration(args.poll_interval, "--poll-interval")

@@ -30,6 +30,12 @@ def parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--concurrency", type=int, default=10, help="jobs run at once (default 10)")
     worker.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes, restarted if they die; signals are forwarded (default 1)",
+    )
+    worker.add_argument(
         "--poll-interval",
         default=None,
         help="longest sleep between claims, e.g. 200ms (default: INTERVAL, else 1s)",
@@ -80,7 +86,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``taskq`` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    args.argv = argv
     try:
         return int(args.run(args))
     except (ConfigError, EnqueueError, ValueError) as exc:
