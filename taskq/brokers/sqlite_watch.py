@@ -1,0 +1,86 @@
+"""Wake-ups for the SQLite broker: a thread that notices work other connections commit."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+
+from ..errors import BrokerError
+from .sqlite_db import Database
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.005  # PRAGMA data_version reads no table, so polling this often costs little
+
+
+class Watcher:
+    """Calls ``wake(delay_ms)`` from its own thread when work is added to one of ``queues``.
+
+    ``PRAGMA data_version`` changes when any other connection commits; only then are the
+    queues' ``enqueued`` counters read, and a change there means new work.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        namespace: str,
+        queues: Sequence[str],
+        wake: Callable[[int], None],
+        now: Callable[[], int],
+    ) -> None:
+        self._conn = db.connect()
+        self._wake = wake
+        self._now = now
+        marks = ", ".join("?" * len(queues))
+        self._sql = (
+            "SELECT (SELECT coalesce(sum(enqueued), 0) FROM taskq_queues"
+            f"  WHERE namespace = ? AND queue IN ({marks})),"
+            " (SELECT min(due_ms) FROM taskq_jobs"
+            f"  WHERE namespace = ? AND queue IN ({marks}) AND state = 'waiting')"
+        )
+        self._params = (namespace, *queues, namespace, *queues)
+        self._stopping = threading.Event()
+        # The baseline is read before watch() returns, so no later enqueue goes unseen.
+        try:
+            self._version = self._data_version()
+            self._enqueued, _ = self._conn.execute(self._sql, self._params).fetchone()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise BrokerError(f"SQLite database {db.path!r}: cannot watch: {exc}") from exc
+        self._thread = threading.Thread(target=self._run, name="taskq-sqlite-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (unless called from a wake-up on that thread)."""
+        self._stopping.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _data_version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.wait(POLL_S):
+                try:
+                    self._poll()
+                except sqlite3.Error:
+                    pass  # e.g. locked while another process recovers the WAL: poll again
+                except Exception:  # a failing wake-up must not end the watching
+                    log.exception("wake-up callback failed")
+        finally:
+            self._conn.close()
+
+    def _poll(self) -> None:
+        version = self._data_version()
+        if version == self._version:
+            return
+        self._version = version
+        enqueued, first_due = self._conn.execute(self._sql, self._params).fetchone()
+        if enqueued == self._enqueued:
+            return
+        self._enqueued = enqueued
+        if first_due is not None:  # else another worker claimed it already
+            self._wake(max(0, int(first_due) - self._now()))

@@ -1,0 +1,154 @@
+"""Contract: leases and tokens, and what ack, retry, bury, extend and recover do with them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from taskq.brokers.base import Ack, Bury, Failure, Lease, RetryLater
+
+from .brokerkit import FAILURE, claim_one, item, now_ms
+
+
+def _stale(lease: Lease) -> Lease:
+    return Lease(lease.queue, lease.job_id, lease.token + 1000)
+
+
+def test_extend_renews_the_lease(broker: Any) -> None:
+    broker.enqueue([item("a")])
+    job = claim_one(broker, lease_ms=200)
+    time.sleep(0.1)
+    assert broker.extend([job.lease], 400) == [True]
+    time.sleep(0.2)  # past the first lease, within the renewed one
+    assert broker.recover(["q"]) == 0
+    assert broker.get("q", "a").lease_until_ms >= now_ms() + 100
+    assert broker.ack([Ack(job.lease)]) == [True]
+
+
+def test_extend_is_refused_once_the_lease_expired(broker: Any) -> None:
+    broker.enqueue([item("a")])
+    job = claim_one(broker, lease_ms=50)
+    time.sleep(0.1)
+    assert broker.extend([job.lease], 10_000) == [False]  # even before anyone recovered it
+
+
+def test_extend_is_refused_for_a_stale_token_or_a_job_not_running(broker: Any) -> None:
+    broker.enqueue([item("a"), item("b")])
+    job = claim_one(broker)
+    assert broker.extend([_stale(job.lease), Lease("q", "b", job.lease.token)], 10_000) == [
+        False,
+        False,
+    ]
+    assert broker.extend([job.lease], 10_000) == [True]
+
+
+def test_recover_makes_expired_jobs_due_with_a_new_token(broker: Any) -> None:
+    broker.enqueue([item("a"), item("b")])
+    old = claim_one(broker, lease_ms=50)
+    claim_one(broker, lease_ms=60_000)  # b keeps its lease
+    time.sleep(0.1)
+    assert broker.recover(["q"]) == 1
+    assert broker.recover(["q"]) == 0
+    record = broker.get("q", "a")
+    assert record.state == "due" and record.attempt == 1
+    new = claim_one(broker)
+    assert (new.job_id, new.attempt, new.crashes) == ("a", 2, 1)
+    assert new.lease.token > old.lease.token
+    assert broker.ack([Ack(old.lease)]) == [False]
+    assert broker.retry([RetryLater(old.lease, 0, FAILURE)]) == [False]
+    assert broker.bury([Bury(old.lease, FAILURE)]) == [False]
+    assert broker.extend([old.lease], 10_000) == [False]
+    assert broker.ack([Ack(new.lease)]) == [True]
+
+
+def test_claim_recovers_expired_leases_itself(broker: Any) -> None:
+    broker.enqueue([item("a")])
+    first = claim_one(broker, lease_ms=50)
+    assert broker.claim(["q"], 10, 50, "w").jobs == []
+    time.sleep(0.1)
+    second = claim_one(broker, lease_ms=50)
+    assert (second.attempt, second.crashes) == (2, 1)
+    assert second.lease.token > first.lease.token
+    time.sleep(0.1)
+    third = claim_one(broker)
+    assert (third.attempt, third.crashes) == (3, 2)
+
+
+def test_recover_only_touches_the_queues_named(broker: Any) -> None:
+    broker.enqueue([item("a", "q"), item("b", "r")])
+    claim_one(broker, "q", lease_ms=50)
+    claim_one(broker, "r", lease_ms=50)
+    time.sleep(0.1)
+    assert broker.recover(["q"]) == 1
+    assert broker.counts("r").running == 1
+
+
+def test_ack_keeps_the_result_for_its_ttl(broker: Any) -> None:
+    broker.enqueue([item("a")])
+    job = claim_one(broker)
+    assert broker.ack([Ack(job.lease, b"\x93result", 200)]) == [True]
+    record = broker.get("q", "a")
+    assert (record.state, record.result) == ("succeeded", b"\x93result")
+    assert broker.counts("q") == broker.counts("empty")
+    time.sleep(0.3)
+    assert broker.get("q", "a") is None
+
+
+def test_ack_without_result_forgets_the_job(broker: Any) -> None:
+    broker.enqueue([item("a"), item("b")])
+    a, b = claim_one(broker), claim_one(broker)
+    assert broker.ack([Ack(a.lease), Ack(b.lease, b"kept-for-zero-ms", 0)]) == [True, True]
+    assert broker.get("q", "a") is None
+    assert broker.get("q", "b") is None
+    assert broker.counts("q").running == 0
+
+
+def test_ack_twice_or_with_a_stale_token_is_refused(broker: Any) -> None:
+    broker.enqueue([item("a"), item("b")])
+    a, b = claim_one(broker), claim_one(broker)
+    assert broker.ack([Ack(a.lease), Ack(_stale(b.lease))]) == [True, False]
+    assert broker.ack([Ack(a.lease)]) == [False]
+    assert broker.get("q", "b").state == "running"
+
+
+def test_retry_after_a_delay_stores_the_failure(broker: Any) -> None:
+    broker.enqueue([item("a")])
+    job = claim_one(broker)
+    assert broker.retry([RetryLater(job.lease, 150, FAILURE)]) == [True]
+    record = broker.get("q", "a")
+    assert (record.state, record.attempt, record.failure) == ("scheduled", 1, FAILURE)
+    assert broker.claim(["q"], 1, 1000, "w").jobs == []
+    time.sleep(0.2)
+    again = claim_one(broker)
+    assert (again.attempt, again.crashes) == (2, 0)
+    assert broker.retry([RetryLater(job.lease, 0)]) == [False]  # the first claim's lease is spent
+    # A retry without a failure keeps the last one.
+    assert broker.retry([RetryLater(again.lease, 0)]) == [True]
+    assert broker.get("q", "a").failure == FAILURE
+    newer = Failure("KeyError", "'x'", "", "failed")
+    assert broker.retry([RetryLater(claim_one(broker).lease, 0, newer)]) == [True]
+    assert broker.get("q", "a").failure == newer
+
+
+def test_retry_without_counting_the_attempt(broker: Any) -> None:
+    broker.enqueue([item("a")])
+    job = claim_one(broker)
+    assert broker.retry([RetryLater(job.lease, 0, count_attempt=False)]) == [True]
+    assert broker.get("q", "a").attempt == 0
+    assert claim_one(broker).attempt == 1
+
+
+def test_bury_moves_the_job_to_dead(broker: Any) -> None:
+    broker.enqueue([item("a")])
+    job = claim_one(broker)
+    exhausted = Failure("RuntimeError", "no more", "tb", "exhausted")
+    assert broker.bury([Bury(job.lease, exhausted), Bury(_stale(job.lease), FAILURE)]) == [
+        True,
+        False,
+    ]
+    record = broker.get("q", "a")
+    assert (record.state, record.failure, record.attempt) == ("dead", exhausted, 1)
+    assert record.body == b"body-a"
+    assert broker.claim(["q"], 10, 1000, "w").next_due_ms is None
+    assert broker.ack([Ack(job.lease)]) == [False]
+    assert broker.bury([Bury(job.lease, exhausted)]) == [False]
