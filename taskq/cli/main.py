@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import BrokerError, ConfigError, EnqueueError, TaskqError
-from . import commands
+from . import commands, dead
 
 USAGE_ERROR = 2  # bad module:app, URL, environment value, task name, JSON or flag
 RUNTIME_ERROR = 1  # the broker failed
@@ -81,6 +81,8 @@ def parser() -> argparse.ArgumentParser:
     info.add_argument("app", help="module:app")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(run=commands.info)
+
+    dead.add_parser(sub)
     return top
 
 

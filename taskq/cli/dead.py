@@ -1,0 +1,126 @@
+"""``taskq dead``: list, show, retry and purge jobs in the dead-letter store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..app import App
+from ..brokers.base import JobRecord
+from ..errors import ConfigError, JobNotFound
+from ..job import Job
+from ..serialization import DecodeError
+from .loader import load_app
+
+PAGE = 500  # dead jobs read per call while scanning a queue
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``taskq dead {list,show,retry,purge}``."""
+    dead = sub.add_parser("dead", help="the dead-letter store: list, show, retry, purge")
+    verbs = dead.add_subparsers(dest="verb", required=True, metavar="VERB")
+    listing = verbs.add_parser("list", help="dead jobs, newest first")
+    show = verbs.add_parser("show", help="one dead job with its error and traceback")
+    retry = verbs.add_parser("retry", help="make dead jobs due again with fresh attempts")
+    purge = verbs.add_parser("purge", help="delete every dead job of the queue")
+    for verb in (listing, show, retry, purge):
+        verb.add_argument("app", help="module:app")
+        verb.add_argument("--queue", default="default")
+        verb.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--offset", type=int, default=0)
+    show.add_argument("job_id")
+    retry.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    retry.add_argument("--all", action="store_true", help="every dead job of the queue")
+    retry.add_argument("--task", default=None, help="with --all: only jobs of this task")
+    dead.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    app = load_app(args.app)
+    verb = {"list": _list, "show": _show, "retry": _retry, "purge": _purge}[args.verb]
+    return verb(app, args)
+
+
+def describe(record: JobRecord) -> dict[str, Any]:
+    """A dead job as plain data: its task and arguments (when they decode) and its failure."""
+    data: dict[str, Any] = {"id": record.job_id, "queue": record.queue, "attempts": record.attempt}
+    try:
+        job = Job.decode(record.body or b"")
+        data |= {"task": job.task, "args": repr(job.args), "kwargs": repr(job.kwargs)}
+    except DecodeError as exc:
+        data |= {"task": None, "body": (record.body or b"")[:200].hex(), "decode_error": str(exc)}
+    failure = record.failure
+    if failure is not None:
+        data |= {"reason": failure.reason, "error": f"{failure.error_type}: {failure.message}"}
+        data["traceback"] = failure.traceback
+    return data
+
+
+def _all_dead(app: App, queue: str) -> list[JobRecord]:
+    found: list[JobRecord] = []
+    while page := app.inspector.dead(queue, len(found), PAGE):
+        found += page
+    return found
+
+
+def _list(app: App, args: argparse.Namespace) -> int:
+    rows = [describe(r) for r in app.inspector.dead(args.queue, args.offset, args.limit)]
+    if args.json:
+        _print_json([{k: v for k, v in row.items() if k != "traceback"} for row in rows])
+        return 0
+    if not rows:
+        print(f"no dead jobs in queue {args.queue!r}")
+    for row in rows:
+        task, reason = row.get("task") or "?", row.get("reason", "?")
+        print(f"{row['id']}  {task}  {reason}  {row.get('error', '')}")
+    return 0
+
+
+def _show(app: App, args: argparse.Namespace) -> int:
+    record = app.inspector.get(args.queue, args.job_id)
+    if record is None or record.state != "dead":
+        raise JobNotFound(f"no dead job {args.job_id!r} in queue {args.queue!r}")
+    row = describe(record)
+    if args.json:
+        _print_json(row)
+        return 0
+    traceback = row.pop("traceback", "")
+    for key, value in row.items():
+        print(f"{key:>12}: {value}")
+    if traceback:
+        print(f"\n{traceback.rstrip()}")
+    return 0
+
+
+def _retry(app: App, args: argparse.Namespace) -> int:
+    if args.all == bool(args.job_ids):
+        raise ConfigError("give job ids or --all (not both)")
+    ids = list(args.job_ids)
+    if args.all:
+        ids = [r.job_id for r in _all_dead(app, args.queue) if _is_task(r, args.task)]
+    moved = app.inspector.requeue_dead(args.queue, ids)
+    print(json.dumps({"retried": moved}) if args.json else f"{moved} job(s) due again")
+    return 0 if moved == len(ids) else 1
+
+
+def _is_task(record: JobRecord, task: str | None) -> bool:
+    if task is None:
+        return True
+    try:
+        return Job.decode(record.body or b"").task == task
+    except DecodeError:
+        return False
+
+
+def _purge(app: App, args: argparse.Namespace) -> int:
+    purged = app.inspector.purge_dead(args.queue)
+    print(json.dumps({"purged": purged}) if args.json else f"{purged} dead job(s) deleted")
+    return 0
+
+
+def _print_json(data: object) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    print()
