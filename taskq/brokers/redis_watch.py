@@ -10,6 +10,11 @@ import redis
 
 log = logging.getLogger("taskq.broker")
 
+# How long start() waits for the subscription to be confirmed. Without the wait, a job enqueued
+# right after watch() returned could be published before the server had subscribed us, and that
+# wake-up was lost (the worker then only saw the job at its next poll).
+SUBSCRIBE_WAIT = 2.0
+
 
 class Watcher:
     """Subscribes to wake channels on its own connection, resubscribing after connection loss."""
@@ -19,10 +24,13 @@ class Watcher:
         self._channels = list(channels)
         self._wake = wake
         self._stopped = threading.Event()
+        self._subscribed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="taskq-watch", daemon=True)
 
     def start(self) -> None:
+        """Start watching; returns once subscribed (or after a bounded wait if Redis is down)."""
         self._thread.start()
+        self._subscribed.wait(SUBSCRIBE_WAIT)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -43,12 +51,20 @@ class Watcher:
 
     def _listen(self) -> None:
         client = redis.Redis.from_url(self._url, socket_connect_timeout=5.0)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(*self._channels)
+            confirmed = 0
             while not self._stopped.is_set():
                 message = pubsub.get_message(timeout=0.5)
-                if message is not None and message["type"] == "message":
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    # the server confirms each channel: from now on no publish is missed
+                    confirmed += 1
+                    if confirmed >= len(self._channels):
+                        self._subscribed.set()
+                elif message["type"] == "message":
                     try:
                         delay = int(message["data"])
                     except ValueError:

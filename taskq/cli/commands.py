@@ -23,8 +23,6 @@ def worker(args: argparse.Namespace) -> int:
     """``taskq worker``: run the app's tasks until stopped."""
     configure(args.log_format, getattr(logging, args.log_level.upper()))
     app = load_app(args.app)
-    if args.processes != 1:
-        return Supervisor(worker_command(args.argv), args.processes).run()
     poll = app.settings.poll_interval
     if args.poll_interval is not None:
         poll = parse_duration(args.poll_interval, "--poll-interval")
@@ -37,6 +35,10 @@ def worker(args: argparse.Namespace) -> int:
         grace=parse_duration(args.grace, "--grace"),
         burst=args.burst,
     )
+    # the flags are checked above, before any child starts: a bad flag is one error and exit
+    # code 2 here, not children that fail on start and are restarted forever
+    if args.processes != 1:
+        return Supervisor(worker_command(args.argv), args.processes, burst=args.burst).run()
     return run_in_foreground(Worker(app, options))
 
 

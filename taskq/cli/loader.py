@@ -22,7 +22,10 @@ def load_app(reference: str) -> App:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        # the module itself (or a package on its path) is missing, not something it imports:
+        # a bare prefix test would blame "tasks_x" for its own failed "import tasks"
+        missing = exc.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
             raise ConfigError(
                 f"cannot import module {module_name!r} (from {reference!r})"
             ) from None

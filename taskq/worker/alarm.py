@@ -30,6 +30,7 @@ class Alarm:
         self._at = min(self._at, time.monotonic() + seconds)
         while (left := self._at - time.monotonic()) > 0:
             self._event.clear()
-            with contextlib.suppress(TimeoutError):
+            # asyncio.TimeoutError: on Python 3.10 it is not the builtin TimeoutError
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._event.wait(), left)
         self._at = math.inf

@@ -83,7 +83,9 @@ async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: Execut
         )
     try:
         result = await _call(task, job, threads)
-        encoded = None if result is None or task.options.result_ttl <= 0 else packb(result)
+        # None is kept too (as msgpack nil): handle.result() must return it, not raise
+        # JobNotFound for a job that succeeded; result_ttl=0 is how a task keeps nothing
+        encoded = None if task.options.result_ttl <= 0 else packb(result)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # a task's failure is data, whatever it is
@@ -118,7 +120,9 @@ def _failed(
 ) -> Outcome:
     claimed = attempt.claimed
     options = task.options
-    if isinstance(exc, TimeoutError) and options.timeout is not None and not str(exc):
+    # asyncio.TimeoutError (what wait_for raises) is not the builtin TimeoutError on Python 3.10
+    timed_out = isinstance(exc, (TimeoutError, asyncio.TimeoutError))
+    if timed_out and options.timeout is not None and not str(exc):
         exc = TimeoutError(f"attempt ran over its timeout of {options.timeout}s")
     decision = decide(
         exc,

@@ -54,6 +54,8 @@ class Worker:
 
     def stop(self) -> None:
         """Ask for a graceful stop (thread-safe): claim nothing more, let running jobs finish."""
+        # set here too: a stop asked before run() has its loop must not be lost
+        self._stopping = True
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._begin_stop)
 
@@ -137,7 +139,8 @@ class Worker:
                 self._start(claimed, sent)
             if len(batch.jobs) >= free or batch.next_due_ms == 0:
                 continue
-            if o.burst and batch.next_due_ms is None and not self._tasks:
+            # outcomes not yet written count as work: a retry still pending is not waiting yet
+            if o.burst and batch.next_due_ms is None and not self._tasks and not self._pending:
                 break
             wait = o.poll_interval
             if batch.next_due_ms is not None:
@@ -220,6 +223,7 @@ class Worker:
                 len(self._tasks),
             )
             await asyncio.wait(list(self._tasks.values()), timeout=self.options.grace)
+        cancelled: list[asyncio.Task[None]] = []
         for job_id, task in list(self._tasks.items()):
             attempt = self._attempts[job_id]
             log.warning("handing back job %s unfinished (its attempt is not counted)", job_id)
@@ -229,11 +233,14 @@ class Worker:
                 and t.is_async
             ):
                 task.cancel()
+                cancelled.append(task)
             else:
                 attempt.lost = True  # the thread runs on until exit; its outcome is not ours now
                 self._record(RetryLater(attempt.claimed.lease, 0, count_attempt=False))
-        if self._tasks:
-            await asyncio.wait(list(self._tasks.values()), timeout=5)
+        if cancelled:
+            # only the cancelled coroutines can end now; waiting for a handed-back thread
+            # would only stretch the shutdown past --grace
+            await asyncio.wait(cancelled, timeout=5)
         while self._pending:
             self._flushed.clear()
             await self._flushed.wait()

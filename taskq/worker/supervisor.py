@@ -25,15 +25,17 @@ class Child:
     started: float = 0.0
     failures: int = 0
     restart_at: float = field(default=0.0)
+    done: bool = False  # a --burst child that exited 0: its work is done, it is not restarted
 
 
 class Supervisor:
     """Keeps ``processes`` copies of ``command`` running until a stop signal, then stops them."""
 
-    def __init__(self, command: Sequence[str], processes: int) -> None:
+    def __init__(self, command: Sequence[str], processes: int, burst: bool = False) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         self.command = list(command)
+        self.burst = burst
         self.children = [Child(n) for n in range(processes)]
         self.signals = 0
 
@@ -41,7 +43,9 @@ class Supervisor:
         """Supervise until stopped; returns 0, or 1 if a child had to be killed."""
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
-        while not self.signals:
+        # in burst mode the supervisor ends with its children; restarting a burst worker that
+        # found nothing left to do would loop forever
+        while not self.signals and not all(child.done for child in self.children):
             now = time.monotonic()
             for child in self.children:
                 self._tend(child, now)
@@ -50,9 +54,16 @@ class Supervisor:
 
     def _tend(self, child: Child, now: float) -> None:
         process = child.process
+        if child.done:
+            return
         if process is not None and process.poll() is None:
             if child.failures and now - child.started > STABLE_AFTER:
                 child.failures = 0
+            return
+        if process is not None and self.burst and process.returncode == 0:
+            log.info("worker process %d (pid %d) finished", child.number, process.pid)
+            child.done = True
+            child.process = None
             return
         if process is not None:
             child.failures += 1

@@ -1,0 +1,1 @@
+"""Fault-injection tests: real worker processes, signals, kills and Redis restarts."""

@@ -1,0 +1,417 @@
+"""In-process worker tests against the real Redis: delays, results, retries, dead letters,
+timeouts, bad payloads, stale leases, wake-ups and concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis
+
+from taskq import App, Retry, TaskFailed
+from taskq.brokers.base import Ack, EnqueueItem, JobRecord
+from taskq.brokers.redis_keys import NamespaceKeys
+from taskq.job import Job
+from taskq.worker import Worker, WorkerOptions
+
+pytestmark = pytest.mark.redis
+
+FAST: dict[str, Any] = {"poll_interval": 0.05, "lease": 5.0, "grace": 2.0, "heartbeat": 1.0}
+
+
+def fast_backoff(attempt: int) -> float:
+    return 0.05
+
+
+def run_burst(app: App, timeout: float = 20.0, **options: Any) -> None:
+    """Run a worker in burst mode here until nothing is waiting or running."""
+    worker = Worker(app, WorkerOptions(**{**FAST, "burst": True, **options}))
+    asyncio.run(asyncio.wait_for(worker.run(), timeout))
+
+
+@contextmanager
+def worker_thread(app: App, **options: Any) -> Iterator[Worker]:
+    """A worker running in a thread of its own for the duration of the block."""
+    worker = Worker(app, WorkerOptions(**{**FAST, **options}))
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(worker.run())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="test-worker", daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(15)
+        assert not thread.is_alive(), "the worker did not stop within 15 s"
+    assert not errors, errors
+
+
+def wait_until_idle(client: redis.Redis, namespace: str, queue: str = "default") -> None:
+    """Wait until the worker listens to the queue's wake channel, then a little more, so that
+    it has made its first claim and gone to sleep."""
+    channel = NamespaceKeys(namespace).queue(queue).wake
+    deadline = time.monotonic() + 5
+    while client.pubsub_numsub(channel)[0][1] < 1:
+        assert time.monotonic() < deadline, "the worker never subscribed to its wake channel"
+        time.sleep(0.01)
+    time.sleep(0.3)
+
+
+def dead_record(app: App, job_id: str, queue: str = "default") -> JobRecord:
+    records = {r.job_id: r for r in app.inspector.dead(queue)}
+    assert job_id in records, f"job {job_id} is not dead; dead ones: {sorted(records)}"
+    return records[job_id]
+
+
+def assert_queue_empty(app: App, queue: str = "default", dead: int = 0) -> None:
+    counts = app.inspector.counts(queue)
+    assert (counts.due, counts.scheduled, counts.running, counts.dead) == (0, 0, 0, dead)
+
+
+# -- running jobs ----------------------------------------------------------------------------
+
+
+def test_a_delayed_job_runs_after_its_delay_not_before(redis_app: App) -> None:
+    started: list[float] = []
+
+    @redis_app.task
+    def double(x: int) -> int:
+        started.append(time.time())
+        return x * 2
+
+    handle = double.delay_by(0.5, 21)
+    record = redis_app.inspector.get("default", handle.id)
+    assert record is not None and record.due_at_ms is not None
+    assert handle.status() == "scheduled"
+    with worker_thread(redis_app):
+        assert handle.result(timeout=5) == 42
+    assert len(started) == 1
+    # Redis TIME and time.time() read the same clock here; 5 ms of slack for rounding to ms
+    assert started[0] * 1000 >= record.due_at_ms - 5
+    assert handle.status() == "succeeded"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_sync_and_async_tasks_return_results(redis_app: App, kind: str) -> None:
+    if kind == "sync":
+
+        @redis_app.task
+        def join(a: str, b: str, sep: str = "-") -> dict[str, Any]:
+            return {"joined": a + sep + b, "thread": threading.current_thread().name}
+
+        task: Any = join
+    else:
+
+        @redis_app.task
+        async def ajoin(a: str, b: str, sep: str = "-") -> dict[str, Any]:
+            await asyncio.sleep(0.01)
+            return {"joined": a + sep + b, "thread": threading.current_thread().name}
+
+        task = ajoin
+
+    handles = [task.delay("x", str(i), sep="+") for i in range(5)]
+    run_burst(redis_app)
+    results = [h.result(timeout=1) for h in handles]
+    assert [r["joined"] for r in results] == [f"x+{i}" for i in range(5)]
+    # sync tasks run in the worker's task threads, async ones on its event loop
+    on_pool = {r["thread"].startswith("taskq-task") for r in results}
+    assert on_pool == {kind == "sync"}
+    assert_queue_empty(redis_app)
+
+
+def test_a_result_of_none_is_returned_as_none(redis_app: App) -> None:
+    @redis_app.task
+    def nothing() -> None:
+        return None
+
+    handle = nothing.delay()
+    run_burst(redis_app)
+    assert handle.result(timeout=1) is None
+
+
+def test_a_stop_asked_before_the_worker_runs_is_not_lost(redis_app: App) -> None:
+    worker = Worker(redis_app, WorkerOptions(**{**FAST, "poll_interval": 30.0}))
+    worker.stop()  # e.g. a signal that arrives while the worker is starting
+    started = time.monotonic()
+    asyncio.run(asyncio.wait_for(worker.run(), 10))
+    assert time.monotonic() - started < 5
+
+
+# -- failures, retries and the dead-letter store -----------------------------------------------
+
+
+def test_failures_are_retried_with_backoff_then_dead_with_the_traceback(redis_app: App) -> None:
+    calls: list[float] = []
+
+    @redis_app.task(max_retries=2, backoff=lambda attempt: 0.2)
+    def flaky(x: int) -> int:
+        calls.append(time.monotonic())
+        raise ValueError(f"boom {len(calls)}")
+
+    handle = flaky.delay(1)
+    run_burst(redis_app)
+    assert len(calls) == 3  # one attempt and two retries
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert min(gaps) >= 0.19, gaps  # the backoff was waited out
+    with pytest.raises(TaskFailed) as failed:
+        handle.result(timeout=1)
+    assert failed.value.error_type == "ValueError"
+    assert failed.value.message == "boom 3"
+    assert "Traceback (most recent call last)" in failed.value.traceback
+    assert 'raise ValueError(f"boom {len(calls)}")' in failed.value.traceback
+    record = dead_record(redis_app, handle.id)
+    assert record.failure is not None and record.failure.reason == "exhausted"
+    assert record.attempt == 3
+    assert handle.status() == "dead"
+    assert_queue_empty(redis_app, dead=1)
+
+
+def test_a_task_raising_retry_runs_again_after_the_delay_it_asked_for(redis_app: App) -> None:
+    calls: list[float] = []
+
+    @redis_app.task(max_retries=1, backoff=lambda attempt: 60.0)
+    def later() -> str:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise Retry(delay=0.3)
+        return "done"
+
+    handle = later.delay()
+    run_burst(redis_app)
+    assert handle.result(timeout=1) == "done"
+    assert len(calls) == 2
+    # the Retry's own delay is used, not the task's 60 s backoff
+    assert 0.29 <= calls[1] - calls[0] < 10
+
+
+class Transient(Exception):
+    pass
+
+
+class Permanent(Transient):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("retry_on", "no_retry_on", "raised", "calls", "reason"),
+    [
+        ((Exception,), (Permanent,), Permanent, 1, "not-retried"),
+        ((Exception,), (Permanent,), Transient, 3, "exhausted"),
+        ((Transient,), (), KeyError, 1, "not-retried"),
+        ((Transient,), (), Permanent, 3, "exhausted"),
+    ],
+)
+def test_retry_on_and_no_retry_on_filter_exceptions(
+    redis_app: App,
+    retry_on: tuple[type[BaseException], ...],
+    no_retry_on: tuple[type[BaseException], ...],
+    raised: type[Exception],
+    calls: int,
+    reason: str,
+) -> None:
+    seen: list[int] = []
+
+    @redis_app.task(max_retries=2, backoff=fast_backoff, retry_on=retry_on, no_retry_on=no_retry_on)
+    def failing() -> None:
+        seen.append(1)
+        raise raised("no")
+
+    handle = failing.delay()
+    run_burst(redis_app)
+    assert len(seen) == calls
+    record = dead_record(redis_app, handle.id)
+    assert record.failure is not None
+    assert (record.failure.error_type, record.failure.reason) == (raised.__qualname__, reason)
+
+
+def test_an_async_task_over_its_timeout_is_cancelled_and_fails(redis_app: App) -> None:
+    cancelled = threading.Event()
+
+    @redis_app.task(timeout=0.2, max_retries=0)
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    handle = slow.delay()
+    run_burst(redis_app)
+    assert cancelled.is_set()
+    with pytest.raises(TaskFailed) as failed:
+        handle.result(timeout=1)
+    assert failed.value.error_type == "TimeoutError"
+    assert "timeout of 0.2s" in failed.value.message
+    assert dead_record(redis_app, handle.id).failure.reason == "exhausted"  # type: ignore[union-attr]
+
+
+def test_a_sync_task_over_its_timeout_is_reported_failed_while_it_runs_on(redis_app: App) -> None:
+    release = threading.Event()
+    finished = threading.Event()
+
+    @redis_app.task(timeout=0.2, max_retries=0)
+    def stuck() -> None:
+        release.wait(30)
+        finished.set()
+
+    handle = stuck.delay()
+    try:
+        with worker_thread(redis_app):
+            with pytest.raises(TaskFailed) as failed:
+                handle.result(timeout=10)
+            # recorded as failed although the thread (which cannot be stopped) has not ended
+            assert not finished.is_set()
+            assert failed.value.error_type == "TimeoutError"
+            assert "timeout of 0.2s" in failed.value.message
+    finally:
+        release.set()
+
+
+# -- bad jobs go to the dead-letter store, and the worker goes on -----------------------------
+
+
+def test_an_unknown_task_is_dead_and_the_worker_goes_on(redis_app: App) -> None:
+    @redis_app.task
+    def known(x: int) -> int:
+        return x + 1
+
+    ghost = Job("ghost-1", "no_such_task", (1,), {}, "default", 3, int(time.time() * 1000))
+    redis_app.submit([EnqueueItem("default", ghost.id, ghost.encode())])
+    handle = known.delay_by(0.1, 1)  # after the ghost
+    run_burst(redis_app)
+    assert handle.result(timeout=1) == 2
+    record = dead_record(redis_app, "ghost-1")
+    assert record.failure is not None and record.failure.reason == "unknown-task"
+    assert "no_such_task" in record.failure.message
+    assert record.body == ghost.encode()
+    with pytest.raises(TaskFailed):
+        redis_app.job("ghost-1").result(timeout=1)
+    assert_queue_empty(redis_app, dead=1)
+
+
+def test_an_undecodable_payload_is_dead_with_its_bytes_and_the_worker_goes_on(
+    redis_app: App, redis_client: redis.Redis, namespace: str
+) -> None:
+    @redis_app.task
+    def known(x: int) -> int:
+        return x + 1
+
+    raw = b"\xc1 not msgpack \x00\xff"
+    keys = NamespaceKeys(namespace).queue("default")
+    redis_client.hset(keys.jobs, "garbage-1", raw)
+    redis_client.zadd(keys.waiting, {"garbage-1": 0})  # due since 1970: claimed first
+    handle = known.delay(41)
+    run_burst(redis_app)
+    assert handle.result(timeout=1) == 42
+    record = dead_record(redis_app, "garbage-1")
+    assert record.failure is not None and record.failure.reason == "undecodable"
+    assert record.body == raw
+    assert_queue_empty(redis_app, dead=1)
+
+
+def test_an_ack_with_a_stale_token_is_refused(redis_app: App) -> None:
+    @redis_app.task
+    def noop() -> None:
+        pass
+
+    handle = noop.delay()
+    broker = redis_app.broker
+    batch = broker.claim(["default"], 1, 100, "test-worker")
+    assert [c.job_id for c in batch.jobs] == [handle.id]
+    old = batch.jobs[0].lease
+    time.sleep(0.25)  # the lease ends
+    assert broker.recover(["default"]) == 1
+    assert broker.ack([Ack(old)]) == [False]
+    assert handle.status() == "due"  # still there, for the next claim
+    again = broker.claim(["default"], 1, 5000, "test-worker")
+    assert [(c.job_id, c.attempt, c.crashes) for c in again.jobs] == [(handle.id, 2, 1)]
+    assert broker.ack([Ack(old)]) == [False]  # and still refused once someone else holds it
+    assert broker.ack([Ack(again.jobs[0].lease)]) == [True]
+
+
+# -- wake-ups, sleeping until due, concurrency ------------------------------------------------
+
+
+def test_an_enqueue_wakes_an_idle_worker(
+    redis_app: App, redis_client: redis.Redis, namespace: str
+) -> None:
+    started: list[float] = []
+
+    @redis_app.task
+    def ping() -> None:
+        started.append(time.monotonic())
+
+    with worker_thread(redis_app, poll_interval=5.0):
+        wait_until_idle(redis_client, namespace)
+        sent = time.monotonic()
+        handle = ping.delay()
+        handle.result(timeout=10)
+    latency = started[0] - sent
+    print(f"wake-up latency: {latency * 1000:.1f} ms (poll interval 5 s)")
+    assert latency < 1.0, f"the job started {latency:.2f}s after enqueue: no wake-up"
+
+
+@pytest.mark.parametrize("enqueued", ["while-idle", "before-start"])
+def test_a_worker_sleeps_until_a_delayed_job_is_due(
+    redis_app: App, redis_client: redis.Redis, namespace: str, enqueued: str
+) -> None:
+    started: list[float] = []
+
+    @redis_app.task
+    def ping() -> None:
+        started.append(time.monotonic())
+
+    if enqueued == "before-start":
+        sent = time.monotonic()
+        handle = ping.delay_by(0.8)
+        with worker_thread(redis_app, poll_interval=5.0):
+            handle.result(timeout=10)
+        late = started[0] - sent - 0.8
+    else:
+        with worker_thread(redis_app, poll_interval=5.0):
+            wait_until_idle(redis_client, namespace)
+            sent = time.monotonic()
+            handle = ping.delay_by(0.3)
+            handle.result(timeout=10)
+        late = started[0] - sent - 0.3
+    print(f"delayed job started {late * 1000:.1f} ms after due (poll interval 5 s)")
+    assert -0.01 <= late < 0.5, f"started {late:+.2f}s from its due time"
+
+
+def test_concurrency_bounds_how_many_jobs_run_at_once(redis_app: App) -> None:
+    lock = threading.Lock()
+    now_running = 0
+    most = 0
+
+    @redis_app.task
+    def nap() -> None:
+        nonlocal now_running, most
+        with lock:
+            now_running += 1
+            most = max(most, now_running)
+        time.sleep(0.3)
+        with lock:
+            now_running -= 1
+
+    handles = nap.delay_many([((), {})] * 8)
+    started = time.monotonic()
+    run_burst(redis_app, concurrency=4)
+    elapsed = time.monotonic() - started
+    for handle in handles:
+        handle.result(timeout=1)
+    print(f"8 jobs of 0.3 s with concurrency 4: {elapsed:.2f}s, at most {most} at once")
+    assert most == 4
+    assert elapsed < 2.0, f"{elapsed:.2f}s: the jobs did not run 4 at a time"
+    assert_queue_empty(redis_app)
