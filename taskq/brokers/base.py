@@ -23,6 +23,15 @@ from typing import Protocol, runtime_checkable
 from ..serialization import packb, unpackb
 
 
+def due_after(now_ms: int, delay_ms: int) -> int:
+    """The due time of a job delayed ``delay_ms`` from ``now_ms`` (a clock read rounded down).
+
+    A delay counts from the next whole millisecond, so a job is never due before the true
+    enqueue time plus its delay; a job with no delay is due at once.
+    """
+    return now_ms + 1 + delay_ms if delay_ms > 0 else now_ms
+
+
 @dataclass(frozen=True)
 class EnqueueItem:
     """One job to write: its body is an encoded :class:`taskq.job.Job`."""
@@ -32,6 +41,10 @@ class EnqueueItem:
     body: bytes
     delay_ms: int = 0  # due this long after the broker's "now"
     due_at_ms: int | None = None  # absolute due time (ms since the epoch); wins over delay_ms
+
+    def due(self, now_ms: int) -> int:
+        """When this job is due, given the broker's clock read ``now_ms``."""
+        return due_after(now_ms, self.delay_ms) if self.due_at_ms is None else self.due_at_ms
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from .base import (
     QueueCounts,
     RetryLater,
     WorkerInfo,
+    due_after,
 )
 from .memory_queue import DEAD, MemoryJob, MemoryQueue
 
@@ -68,7 +69,7 @@ class MemoryBroker:
                 if old is not None and old.state != DEAD:
                     out.append(False)
                     continue
-                due = item.due_at_ms if item.due_at_ms is not None else now + item.delay_ms
+                due = item.due(now)
                 q.add(item.job_id, item.body, due)
                 self._results.pop((item.queue, item.job_id), None)
                 written.append((item.queue, max(0, due - now)))
@@ -145,7 +146,7 @@ class MemoryBroker:
                     job.attempt -= 1
                 if item.failure is not None:
                     job.failure = item.failure
-                self._queues[job.queue].make_waiting(job, now + item.delay_ms)
+                self._queues[job.queue].make_waiting(job, due_after(now, item.delay_ms))
                 written.append((job.queue, item.delay_ms))
         self._wake(written)
         return out

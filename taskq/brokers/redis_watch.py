@@ -56,7 +56,7 @@ class Watcher:
             pubsub.subscribe(*self._channels)
             confirmed = 0
             while not self._stopped.is_set():
-                message = pubsub.get_message(timeout=0.5)
+                message = pubsub.get_message(timeout=0.1)  # how soon stop() is noticed
                 if message is None:
                     continue
                 if message["type"] == "subscribe":

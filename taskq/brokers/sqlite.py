@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from . import Retention
-from .base import Ack, Bury, ClaimBatch, Claimed, EnqueueItem, Lease, RetryLater
+from .base import Ack, Bury, ClaimBatch, Claimed, EnqueueItem, Lease, RetryLater, due_after
 from .sqlite_db import Database, parse_url
 from .sqlite_inspect import SQLiteInspection
 from .sqlite_watch import Watcher
@@ -88,7 +88,7 @@ class SQLiteBroker(SQLiteInspection):
             now = self._now()
             out: list[bool] = []
             for item in items:
-                due = item.due_at_ms if item.due_at_ms is not None else now + item.delay_ms
+                due = item.due(now)
                 key = (self.namespace, item.queue, item.job_id)
                 out.append(conn.execute(_ENQUEUE, (*key, item.body, due)).rowcount == 1)
                 if out[-1]:  # a result of an earlier job of that id belongs to that job only
@@ -224,7 +224,12 @@ class SQLiteBroker(SQLiteInspection):
             for item in items:
                 failure = item.failure.pack() if item.failure is not None else None
                 uncount = 0 if item.count_attempt else 1
-                params = (now + item.delay_ms, uncount, failure, *self._lease_key(item.lease))
+                params = (
+                    due_after(now, item.delay_ms),
+                    uncount,
+                    failure,
+                    *self._lease_key(item.lease),
+                )
                 out.append(conn.execute(_RETRY, params).rowcount == 1)
             for queue in dict.fromkeys(
                 i.lease.queue for i, ok in zip(items, out, strict=True) if ok

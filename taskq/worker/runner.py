@@ -46,6 +46,7 @@ class Worker:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: list[Outcome] = []
         self._stopping = False
+        self.threads_left = 0  # sync jobs handed back at shutdown whose threads still run
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def io(self, call: Callable[[], T]) -> T:
@@ -213,6 +214,8 @@ class Worker:
             for outcome in batch:
                 self._forget(outcome.lease.job_id)
         self._flushed.set()
+        if self.options.burst and not self._tasks:
+            self._alarm.ring()  # the last outcome is written: time to see if all is done
 
     async def _drain(self) -> None:
         """After the claim loop: give running jobs the grace period, hand back the rest."""
@@ -236,6 +239,7 @@ class Worker:
                 cancelled.append(task)
             else:
                 attempt.lost = True  # the thread runs on until exit; its outcome is not ours now
+                self.threads_left += 1
                 self._record(RetryLater(attempt.claimed.lease, 0, count_attempt=False))
         if cancelled:
             # only the cancelled coroutines can end now; waiting for a handed-back thread

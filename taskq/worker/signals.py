@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import signal
-import threading
+import sys
 
 from .logs import log
 from .runner import Worker
@@ -17,9 +17,11 @@ EXIT_NOW = 1  # exit code after a second signal
 def run_in_foreground(worker: Worker) -> int:
     """Run until stopped by a signal (or idle, in burst mode); returns the exit code (0)."""
     asyncio.run(_main(worker))
-    if any(t.name.startswith("taskq-task") and t.is_alive() for t in threading.enumerate()):
+    if worker.threads_left:
         # a sync job handed back at shutdown still runs in its thread, which Python cannot
         # stop; its job is already back in the queue, so leave without waiting for it
+        sys.stdout.flush()
+        sys.stderr.flush()
         logging.shutdown()
         os._exit(0)
     return 0

@@ -55,14 +55,22 @@ def make(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> An
         broker.close()
 
 
-def test_a_job_becomes_due_at_its_due_time(make: Any, clock: FakeClock) -> None:
+def test_a_job_becomes_due_at_its_due_time_never_early(make: Any, clock: FakeClock) -> None:
     broker = make()
+    clock.now += 0.0009  # 0.9 ms into a millisecond: the delay counts from the next one
     broker.enqueue([item("a", delay_ms=1000)])
-    assert broker.get("q", "a").due_at_ms == clock.ms + 1000
-    clock.advance(999)
+    assert broker.get("q", "a").due_at_ms == clock.ms + 1 + 1000
+    clock.advance(1000)
     assert broker.claim(["q"], 1, 1000, "w").next_due_ms == 1
     clock.advance(1)
     assert broker.get("q", "a").state == "due"
+    assert claim_one(broker).job_id == "a"
+
+
+def test_a_job_without_delay_is_due_at_once(make: Any, clock: FakeClock) -> None:
+    broker = make()
+    broker.enqueue([item("a")])
+    assert broker.get("q", "a").due_at_ms == clock.ms
     assert claim_one(broker).job_id == "a"
 
 

@@ -6,6 +6,13 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The due time of a job delayed `delay` ms from `now` (the server clock rounded down): a delay
+-- counts from the next whole ms, so a job is never due early; no delay is due at once.
+local function due_after(now, delay)
+  if delay > 0 then return now + 1 + delay end
+  return now
+end
+
 -- Move up to `limit` running jobs whose lease ended before `now` back to waiting, due now.
 -- Each recovery counts a crash and drops the token, so the old owner's writes are refused.
 local function recover(running, waiting, crashes, tokens, owners, now, limit)

@@ -12,7 +12,7 @@ for i = 2, #ARGV, 4 do
   if redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) then
     written[#written + 1] = 0
   else
-    local due = now + tonumber(ARGV[i + 2])
+    local due = due_after(now, tonumber(ARGV[i + 2]))
     if ARGV[i + 3] ~= '' then due = tonumber(ARGV[i + 3]) end
     -- a finished job's id may be used again: drop what its earlier run left behind
     if redis.call('ZREM', KEYS[7], id) == 1 then

@@ -9,7 +9,7 @@ local soonest = nil
 for i = 2, #ARGV, 5 do
   local id = ARGV[i]
   if owns(KEYS[4], id, ARGV[i + 1]) then
-    local due = now + tonumber(ARGV[i + 2])
+    local due = due_after(now, tonumber(ARGV[i + 2]))
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZADD', KEYS[1], due, id)
     redis.call('HDEL', KEYS[4], id)
