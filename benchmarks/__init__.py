@@ -1,0 +1,1 @@
+"""taskq benchmarks: each figure next to a floor measured in the same run."""

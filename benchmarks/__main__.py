@@ -1,0 +1,108 @@
+"""Command line: ``python -m benchmarks [--url URL] [--quick] [--only NAME] [--repeat N]``."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import cast
+
+from taskq.brokers import open_broker
+from taskq.brokers.base import Inspector
+
+from . import enqueue, footprint, lateness, recovery, throughput
+from .common import ROOT, Row, Settings, delete_namespace, make_scratch, skipped
+from .floors import Floor, floor_for
+from .table import render
+from .tasks import DEFAULT_URL
+
+SCENARIOS: dict[str, Callable[[Settings, Floor], list[Row]]] = {
+    "enqueue": enqueue.run,
+    "worker": throughput.run,
+    "lateness": lambda s, _floor: lateness.run(s),
+    "memory": footprint.run,
+    "recovery": lambda s, _floor: recovery.run(s),
+}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--url", default=DEFAULT_URL, help=f"broker URL (default {DEFAULT_URL})")
+    p.add_argument("--quick", action="store_true", help="small sizes, one repetition (smoke test)")
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}",
+    )
+    p.add_argument("--repeat", type=int, default=None, help="repetitions (default 3; --quick 1)")
+    return p.parse_args(argv)
+
+
+def probe(settings: Settings) -> str | None:
+    """Why the broker cannot be used (its module may not import yet), or None when it answers."""
+    namespace = f"{settings.run_id}-probe"
+    try:
+        broker = open_broker(settings.url, namespace)
+        try:
+            cast(Inspector, broker).queues()  # one round trip: is the server there?
+        finally:
+            broker.close()
+        delete_namespace(settings, namespace)
+    except Exception as exc:  # an unfinished broker module may fail in any way
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def revision() -> str:
+    """The checkout measured: ``git describe --always --dirty``, or ``unknown``."""
+    try:
+        command = ["git", "-C", str(ROOT), "describe", "--always", "--dirty"]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    repeat = args.repeat or (1 if args.quick else 3)
+    settings = Settings(args.url, args.quick, repeat, make_scratch())
+    names = args.only or list(SCENARIOS)
+    started = time.perf_counter()
+    rows: list[Row] = []
+    problem = probe(settings)
+    try:
+        if problem is not None:
+            rows = [skipped(name, f"broker cannot be opened ({problem})") for name in names]
+        else:
+            floor = floor_for(settings)
+            try:
+                for name in names:
+                    print(f"running {name} ...", file=sys.stderr, flush=True)
+                    try:
+                        rows += SCENARIOS[name](settings, floor)
+                    except Exception as exc:
+                        traceback.print_exc()
+                        rows.append(skipped(name, f"failed: {type(exc).__name__}: {exc}"))
+            finally:
+                floor.close()
+    finally:
+        for namespace in settings.namespaces:
+            delete_namespace(settings, namespace)
+        shutil.rmtree(settings.scratch, ignore_errors=True)
+    mode = "quick, " if args.quick else ""
+    print(
+        f"taskq benchmarks at {revision()} on {settings.url} ({settings.kind}); "
+        f"{mode}median of {repeat} run(s); {time.perf_counter() - started:.0f}s"
+    )
+    print(render(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

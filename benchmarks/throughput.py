@@ -1,0 +1,105 @@
+"""No-op jobs/s of one ``taskq worker --burst`` subprocess on jobs enqueued beforehand."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .common import Fresh, Row, Settings, fresh, median, skipped
+from .enqueue import PAYLOAD
+from .floors import Floor
+from .workers import WorkerProcess, interpreter_start
+
+QUEUE = "default"
+POLL = 0.002  # seconds between the observer's looks at the queue's counts
+
+# (row label, worker flags); per-job log lines go to a file, as in real deployments
+CONFIGS = (
+    ("c=1, JSON info log to file", ["--concurrency", "1", "--log-format", "json"]),
+    ("c=10 (default), JSON info log", ["--log-format", "json"]),
+    ("c=50, JSON info log", ["--concurrency", "50", "--log-format", "json"]),
+    ("c=10 (default), --log-level warning", ["--log-format", "json", "--log-level", "warning"]),
+)
+
+
+@dataclass
+class Run:
+    """One burst run: rates seen by the observer and in the log, and the times around them."""
+
+    observed: float  # jobs/s from first claim to last ack, as the broker's counts show
+    logged: float | None  # jobs/s from first "started" to last "executed" log timestamp
+    wall: float  # seconds from spawn to exit
+    tail: float  # seconds from the last ack to the process exit
+
+
+def _burst(settings: Settings, f: Fresh, n: int, flags: list[str], label: str) -> Run:
+    if n:
+        f.app.tasks["noop"].delay_many([((PAYLOAD,), {})] * n)
+    inspector = f.app.inspector
+    log_path = settings.scratch / f"{f.namespace}.log"
+    worker = WorkerProcess(f.env, log_path, ["--burst", *flags])
+    first = last = None
+    while n:
+        c = inspector.counts(QUEUE)
+        now = time.perf_counter()
+        if first is None and c.due < n:
+            first = now
+        if c.due + c.running == 0:
+            last = now
+            break
+        if worker.proc.poll() is not None:
+            raise RuntimeError(f"{label}: worker exited with work left: {worker.tail()}")
+        time.sleep(POLL)
+    exited = worker.wait()
+    wall = exited - worker.started
+    if not n or first is None or last is None:
+        return Run(0.0, None, wall, 0.0)
+    events = worker.events()
+    starts = [e["ts"] for e in events if e.get("event") == "started"]
+    ends = [e["ts"] for e in events if e.get("event") == "executed"]
+    logged = n / (max(ends) - min(starts)) if starts and ends and max(ends) > min(starts) else None
+    return Run(n / (last - first), logged, wall, exited - last)
+
+
+def run(settings: Settings, floor: Floor) -> list[Row]:
+    """Rows per worker configuration, each next to a ZPOPMIN-and-call loop over as many items."""
+    if settings.kind == "memory":
+        why = "memory:// lives in one process; a worker subprocess cannot see its jobs"
+        return [skipped(f"no-op jobs/s, {label}", why) for label, _ in CONFIGS]
+    n = settings.size(3000, 300)
+    startup, bare = [], []
+    for _ in range(settings.repeat):
+        with fresh(settings) as f:
+            startup.append(_burst(settings, f, 0, ["--log-format", "json"], "0 jobs").wall)
+        bare.append(interpreter_start())
+    rows = [
+        Row(
+            "worker start-up + exit, 0 jobs (burst)",
+            median(startup),
+            "s",
+            median(bare),
+            "python -c pass",
+        )
+    ]
+    for label, flags in CONFIGS:
+        runs, floors = [], []
+        for _ in range(settings.repeat):
+            with fresh(settings) as f:
+                runs.append(_burst(settings, f, n, flags, label))
+            floors.append(floor.pop_loop(n))
+        logged = [r.logged for r in runs if r.logged is not None]
+        wall = median([r.wall for r in runs]) - median(startup)
+        tail = median([r.tail for r in runs])
+        note = f"log ts {median(logged):,.0f}/s; " if logged else ""
+        note += f"wall-minus-0-job {n / wall:,.0f}/s (exit {tail:.2f}s after last ack)"
+        rows.append(
+            Row(
+                f"no-op jobs/s x{n}, {label}",
+                median([r.observed for r in runs]),
+                "jobs/s",
+                median(floors),
+                floor.pop_name,
+                note,
+            )
+        )
+    return rows
