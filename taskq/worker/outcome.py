@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 import traceback
-from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +16,7 @@ from ..retry import decide
 from ..serialization import DecodeError, packb
 from ..task import AnyTask
 from .logs import log
+from .threads import TaskThreads
 
 Outcome = Ack | RetryLater | Bury
 
@@ -67,7 +65,7 @@ def admit(app: App, attempt: Attempt) -> tuple[Job, AnyTask] | Bury:
     return job, task
 
 
-async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: Executor) -> Outcome:
+async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: TaskThreads) -> Outcome:
     """Run the task once and decide: ack with the result, retry later, or bury."""
     claimed = attempt.claimed
     fields = {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": claimed.attempt}
@@ -104,15 +102,14 @@ async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: Execut
     return Ack(claimed.lease, encoded, int(task.options.result_ttl * 1000))
 
 
-async def _call(task: AnyTask, job: Job, threads: Executor) -> Any:
+async def _call(task: AnyTask, job: Job, threads: TaskThreads) -> Any:
     timeout = task.options.timeout
     if task.is_async:
-        return await asyncio.wait_for(task.fn(*job.args, **job.kwargs), timeout)
-    loop = asyncio.get_running_loop()
-    context = contextvars.copy_context()
-    call: Callable[[], Any] = lambda: context.run(task.fn, *job.args, **job.kwargs)  # noqa: E731
-    # a thread cannot be stopped: past its timeout the attempt is failed, the thread runs on
-    return await asyncio.wait_for(asyncio.wrap_future(threads.submit(call), loop=loop), timeout)
+        call = task.fn(*job.args, **job.kwargs)
+    else:
+        # a thread cannot be stopped: past its timeout the attempt is failed, the thread runs on
+        call = threads.run(task.fn, job.args, job.kwargs)
+    return await (call if timeout is None else asyncio.wait_for(call, timeout))
 
 
 def _failed(

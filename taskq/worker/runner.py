@@ -24,6 +24,7 @@ from .leases import LeaseKeeper
 from .logs import log
 from .options import WorkerOptions
 from .outcome import Attempt, Outcome, admit, run_attempt
+from .threads import TaskThreads
 
 T = TypeVar("T")
 RECONNECT = Backoff(initial=0.1, factor=2.0, cap=5.0, jitter=0.2)
@@ -38,15 +39,11 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.broker = app.broker
         self._io = ThreadPoolExecutor(4, thread_name_prefix="taskq-io")
-        self._threads = ThreadPoolExecutor(
-            self.options.concurrency, thread_name_prefix="taskq-task"
-        )
         self.leases = LeaseKeeper(self.broker, self.options.lease, self.io)
         self._attempts: dict[str, Attempt] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: list[Outcome] = []
         self._stopping = False
-        self.threads_left = 0  # sync jobs handed back at shutdown whose threads still run
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def io(self, call: Callable[[], T]) -> T:
@@ -73,6 +70,7 @@ class Worker:
     async def run(self) -> None:
         """Work until :meth:`stop` (or until idle with ``burst``), then shut down gracefully."""
         self._loop = asyncio.get_running_loop()
+        self._threads = TaskThreads(self.options.concurrency, self._loop)
         self._alarm = Alarm()
         self._slot_free = asyncio.Event()
         self._flushed = asyncio.Event()
@@ -94,7 +92,8 @@ class Worker:
             stop_watch()
             await heartbeat.forget()
             self._io.shutdown(wait=False)
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            # daemon threads: one still running a handed-back sync job ends with the process
+            self._threads.stop()
         log.info("worker %s stopped", self.id)
 
     def _wake(self, loop: asyncio.AbstractEventLoop, delay_ms: int) -> None:
@@ -239,7 +238,6 @@ class Worker:
                 cancelled.append(task)
             else:
                 attempt.lost = True  # the thread runs on until exit; its outcome is not ours now
-                self.threads_left += 1
                 self._record(RetryLater(attempt.claimed.lease, 0, count_attempt=False))
         if cancelled:
             # only the cancelled coroutines can end now; waiting for a handed-back thread

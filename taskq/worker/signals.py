@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 
 from .logs import log
 from .runner import Worker
@@ -16,14 +15,9 @@ EXIT_NOW = 1  # exit code after a second signal
 
 def run_in_foreground(worker: Worker) -> int:
     """Run until stopped by a signal (or idle, in burst mode); returns the exit code (0)."""
+    # a sync job handed back at shutdown may still run in its (daemon) thread, which Python
+    # cannot stop: its job is already back in the queue, and the thread ends with the process
     asyncio.run(_main(worker))
-    if worker.threads_left:
-        # a sync job handed back at shutdown still runs in its thread, which Python cannot
-        # stop; its job is already back in the queue, so leave without waiting for it
-        sys.stdout.flush()
-        sys.stderr.flush()
-        logging.shutdown()
-        os._exit(0)
     return 0
 
 
