@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +14,9 @@ DEFAULT_MAX_SIZE = 512 * 1024  # bytes of one encoded job
 
 
 def new_job_id() -> str:
-    """A fresh random job id (32 hex digits)."""
-    return uuid.uuid4().hex
+    """A fresh random job id: 128 random bits as 22 URL-safe characters (short: it is stored
+    with every job in several places)."""
+    return secrets.token_urlsafe(16)
 
 
 @dataclass(frozen=True)

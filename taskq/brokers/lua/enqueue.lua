@@ -9,18 +9,21 @@ local written = {}
 local soonest = nil
 for i = 2, #ARGV, 4 do
   local id = ARGV[i]
-  if redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) then
+  -- a new id (the common case) costs one HSETNX; a known one is waiting, running or dead
+  local fresh = redis.call('HSETNX', KEYS[3], id, ARGV[i + 1]) == 1
+  if not fresh and (redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id)) then
     written[#written + 1] = 0
   else
+    if not fresh then
+      -- a dead job's id used again: the new job replaces it and starts afresh
+      redis.call('ZREM', KEYS[7], id)
+      redis.call('HDEL', KEYS[4], id)
+      redis.call('HDEL', KEYS[5], id)
+      redis.call('HDEL', KEYS[6], id)
+      redis.call('HSET', KEYS[3], id, ARGV[i + 1])
+    end
     local due = due_after(now, tonumber(ARGV[i + 2]))
     if ARGV[i + 3] ~= '' then due = tonumber(ARGV[i + 3]) end
-    -- a finished job's id may be used again: drop what its earlier run left behind
-    if redis.call('ZREM', KEYS[7], id) == 1 then
-      redis.call('HDEL', KEYS[6], id)
-    end
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('HDEL', KEYS[5], id)
-    redis.call('HSET', KEYS[3], id, ARGV[i + 1])
     redis.call('ZADD', KEYS[1], due, id)
     written[#written + 1] = 1
     if soonest == nil or due < soonest then soonest = due end
