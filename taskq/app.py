@@ -41,7 +41,9 @@ class App:
 
     ``url`` picks the broker (``redis://``, ``rediss://``, ``sqlite:///path``, ``memory://``);
     without one, ``TASKQ_URL``, ``REDIS_URL`` or ``REDIS_ADDR`` (+ ``REDIS_DB``) from the
-    environment or a ``.env`` file, else the embedded SQLite file ``taskq.db``.
+    environment or a ``.env`` file, else the embedded SQLite file ``taskq.db``. ``clock`` is the
+    local clock: it stamps jobs and decides due times and leases on the embedded brokers (Redis
+    decides with its own server clock).
     """
 
     def __init__(
@@ -168,7 +170,9 @@ class App:
         if self._broker is None:
             with self._lock:
                 if self._broker is None:
-                    self._broker = open_broker(self.settings.url, self.namespace, self.retention)
+                    self._broker = open_broker(
+                        self.settings.url, self.namespace, self.retention, self.clock
+                    )
         return self._broker
 
     @property

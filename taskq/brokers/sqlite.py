@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -69,7 +70,7 @@ class SQLiteBroker(SQLiteInspection):
         clock: Callable[[], float] = time.time,
     ) -> None:
         path, busy_timeout_ms = parse_url(url)
-        self.url = url
+        self.url = f"sqlite:///{os.path.abspath(path)}"  # says where, whatever the cwd
         self.namespace = namespace
         self._retention = retention
         self._clock = clock
@@ -277,6 +278,9 @@ class SQLiteBroker(SQLiteInspection):
             watcher.stop()
 
         return stop
+
+    def warnings(self) -> list[str]:
+        return []  # nothing of a local file can be misconfigured into losing jobs
 
     def close(self) -> None:
         with self._watchers_lock:
