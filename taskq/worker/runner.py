@@ -144,7 +144,10 @@ class Worker:
                 break
             wait = o.poll_interval
             if batch.next_due_ms is not None:
-                wait = min(wait, batch.next_due_ms / 1000)
+                # next_due_ms was measured by the broker's clock somewhere between sending the
+                # claim and reading its reply: count it from the midpoint, not from now
+                elapsed = (time.monotonic() - sent) / 2
+                wait = min(wait, batch.next_due_ms / 1000 - elapsed)
             await self._alarm.sleep(wait)
 
     def _start(self, claimed: Claimed, sent: float) -> None:
