@@ -65,7 +65,8 @@ class WorkerProcess:
         self.wait()
 
     def tail(self, lines: int = 5) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         text = self.log_path.read_text("utf-8", errors="replace").strip().splitlines()
         return " | ".join(text[-lines:])
 

@@ -48,3 +48,5 @@ async def _main(worker: Worker) -> None:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+            # from here to the process's end a signal means "exit now", as a second one does
+            signal.signal(signum, lambda *_: os._exit(EXIT_NOW if seen else 0))
