@@ -45,7 +45,8 @@ class WorkerProcess:
             code = self.proc.wait(timeout)
         finally:
             self._log.close()
-        if code not in (0, 1, -signal.SIGKILL):
+        # -SIGTERM: a second SIGTERM that landed while the interpreter was already tearing down
+        if code not in (0, 1, -signal.SIGKILL, -signal.SIGTERM):
             raise RuntimeError(f"worker exited with {code}: {self.tail()}")
         return time.perf_counter()
 
