@@ -4,6 +4,7 @@ exit code 2, ``info`` and JSON logs."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ def test_enqueue_then_a_burst_worker_runs_the_job(
     enqueued = run_taskq(["enqueue", "tasks:app", "add", "2", "3"], project, env)
     assert enqueued.returncode == 0, enqueued.stderr
     job_id = enqueued.stdout.strip()
-    assert len(job_id) == 32 and enqueued.stderr == ""
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", job_id) and enqueued.stderr == ""
     assert redis_app.job(job_id).status() == "due"
 
     worked = run_taskq(["worker", "tasks:app", "--burst", "--poll-interval", "50ms"], project, env)

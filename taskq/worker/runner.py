@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -27,6 +28,7 @@ from .outcome import Attempt, Outcome, admit, run_attempt
 from .threads import TaskThreads
 
 T = TypeVar("T")
+FINAL_FLUSH = 10.0  # seconds a stopping worker keeps trying to record outcomes
 RECONNECT = Backoff(initial=0.1, factor=2.0, cap=5.0, jitter=0.2)
 
 
@@ -135,6 +137,9 @@ class Worker:
             if failures:
                 log.info("broker reachable again after %d failed attempt(s)", failures)
                 failures = 0
+            if self._stopping:  # a stop came while this claim was on its way
+                self._hand_back_unstarted(batch.jobs)
+                break
             for claimed in batch.jobs:
                 self._start(claimed, sent)
             if len(batch.jobs) >= free or batch.next_due_ms == 0:
@@ -149,6 +154,11 @@ class Worker:
                 elapsed = (time.monotonic() - sent) / 2
                 wait = min(wait, batch.next_due_ms / 1000 - elapsed)
             await self._alarm.sleep(wait)
+
+    def _hand_back_unstarted(self, jobs: list[Claimed]) -> None:
+        for claimed in jobs:
+            self.leases.hold(claimed.lease, time.monotonic(), lambda: None)
+            self._record(RetryLater(claimed.lease, 0, count_attempt=False))
 
     def _start(self, claimed: Claimed, sent: float) -> None:
         job_id = claimed.job_id
@@ -246,6 +256,18 @@ class Worker:
             # only the cancelled coroutines can end now; waiting for a handed-back thread
             # would only stretch the shutdown past --grace
             await asyncio.wait(cancelled, timeout=5)
-        while self._pending:
+        await self._await_flushed(FINAL_FLUSH)
+
+    async def _await_flushed(self, timeout: float) -> None:
+        """Wait for pending outcomes to be written; past ``timeout``, say what is left behind."""
+        deadline = time.monotonic() + timeout
+        while self._pending and (left := deadline - time.monotonic()) > 0:
             self._flushed.clear()
-            await self._flushed.wait()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._flushed.wait(), left)
+        if self._pending:
+            log.error(
+                "could not record %d outcome(s) before exiting (broker unreachable); those jobs "
+                "run again once their leases end",
+                len(self._pending),
+            )
