@@ -2,6 +2,7 @@
 
 from .app import App
 from .brokers import Retention
+from .current import CurrentJob, current_job
 from .errors import (
     BrokerError,
     BrokerUnavailable,
@@ -13,7 +14,7 @@ from .errors import (
     TaskFailed,
     TaskqError,
 )
-from .handle import JobHandle
+from .handle import JobHandle, JobInfo
 from .retry import Backoff
 from .task import AsyncTask, Task
 
@@ -27,8 +28,10 @@ __all__ = [
     "BrokerUnavailable",
     "Cancelled",
     "ConfigError",
+    "CurrentJob",
     "EnqueueError",
     "JobHandle",
+    "JobInfo",
     "JobNotFound",
     "Retention",
     "Retry",
@@ -36,4 +39,5 @@ __all__ = [
     "TaskFailed",
     "TaskqError",
     "__version__",
+    "current_job",
 ]

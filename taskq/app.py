@@ -100,6 +100,7 @@ class App:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         no_retry_on: tuple[type[BaseException], ...] = (),
         result_ttl: float = DEFAULT_RESULT_TTL,
+        store_none: bool = False,
         max_crashes: int = 3,
     ) -> TaskDecorator: ...
 
@@ -115,6 +116,7 @@ class App:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         no_retry_on: tuple[type[BaseException], ...] = (),
         result_ttl: float = DEFAULT_RESULT_TTL,
+        store_none: bool = False,
         max_crashes: int = 3,
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(max_retries=5, ...)``.
@@ -123,7 +125,9 @@ class App:
         function defined in a function); ``backoff`` is a :class:`Backoff` or
         ``attempt -> seconds``; ``timeout`` bounds one attempt (seconds); ``retry_on`` /
         ``no_retry_on`` filter which exceptions are retried; ``result_ttl`` is how long a result
-        is kept (seconds, 0 keeps none); ``max_crashes`` is how many lost leases (a worker died
+        is kept (seconds, 0 keeps none); a ``None`` result is stored only with ``store_none=True``
+        (else ``result()`` answers ``None`` from the job's finished record while the broker keeps
+        it, see :class:`Retention`); ``max_crashes`` is how many lost leases (a worker died
         mid-job) a job survives before it is buried.
         """
 
@@ -142,6 +146,7 @@ class App:
                 no_retry_on,
                 result_ttl,
                 max_crashes,
+                store_none,
             )
             return self._register(fn, options)
 

@@ -23,6 +23,7 @@ class TaskOptions:
     no_retry_on: tuple[type[BaseException], ...] = ()
     result_ttl: float = DEFAULT_RESULT_TTL  # seconds a result is kept; 0 keeps none
     max_crashes: int = 3  # lost leases (worker died mid-job) before the job is buried
+    store_none: bool = False  # store a None result too (else only the finished record says so)
 
     def __post_init__(self) -> None:
         check_queue(self.queue)

@@ -162,13 +162,22 @@ def test_info_prints_counts_and_json(
     assert text.returncode == 0, text.stderr
     assert namespace in text.stdout
     row = next(line for line in text.stdout.splitlines() if line.startswith("default "))
-    assert row.split() == ["default", "2", "1", "0", "0"]  # due, scheduled, running, dead
+    # due, scheduled, running, dead, succeeded and failed per minute
+    assert row.split() == ["default", "2", "1", "0", "0", "0", "0"]
     assert "0 live worker(s)" in text.stdout
 
     as_json = run_taskq(["info", "tasks:app", "--json"], project, env)
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
-    assert data["queues"] == {"default": {"due": 2, "scheduled": 1, "running": 0, "dead": 0}}
+    counts = {k: v for k, v in data["queues"]["default"].items() if k != "minutes"}
+    assert counts == {
+        "due": 2,
+        "scheduled": 1,
+        "running": 0,
+        "dead": 0,
+        "succeeded_per_minute": 0,
+        "failed_per_minute": 0,
+    }
     assert data["workers"] == []
     assert data["broker"].startswith("redis://")
 

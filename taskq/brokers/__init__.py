@@ -17,8 +17,8 @@ class Retention:
     """How much a broker keeps of ended jobs: dead jobs and finished records, by count and age.
 
     A finished record (a succeeded or cancelled job's state, time, attempts and worker, about
-    100 bytes) is what lets ``status()`` and ``result()`` answer for a job that kept no value;
-    the count bound keeps memory flat whatever the throughput.
+    220 bytes in Redis) is what lets ``status()`` and ``result()`` answer for a job that kept no
+    value; the count bound keeps memory flat whatever the throughput.
     """
 
     dead_max: int = 10_000

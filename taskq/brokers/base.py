@@ -7,11 +7,15 @@ clocks never decide when a job runs. Durations cross this boundary as whole mill
 
 Job life cycle inside a broker::
 
-    enqueue ──> waiting ──claim──> running ──ack──> (result kept for its TTL, then gone)
-                  ^  (scheduled      │  │
-                  │   or due)        │  └──bury──> dead ──requeue_dead──> waiting
-                  └────retry─────────┘
-                  └── lease expired (recover) ──┘
+    enqueue ──> waiting ──claim──> running ──ack──> succeeded (finished record; result for its TTL)
+               ^ │ (scheduled  │  │
+               │ │  or due)    │  └──bury──> dead ──requeue_dead──> waiting
+               │ └──cancel──> cancelled (finished record)   running ──cancel──> cancel requested
+               └────retry──────┘ (a retry of a job whose cancel was requested ends it cancelled)
+               └── lease expired (recover) ──┘
+
+Finished records (succeeded and cancelled jobs) are kept per queue up to ``Retention``'s count
+and age, so a job's end is known for a while without storing its (often ``None``) value.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..serialization import packb, unpackb
+
+# What :meth:`Broker.extend` says of each lease (0 and 1 read as False and True).
+REFUSED, RENEWED, CANCEL_REQUESTED = 0, 1, 2
+
+# The job states an inspector reports.
+STATES = ("scheduled", "due", "running", "succeeded", "cancelled", "dead")
+LISTED_STATES = ("scheduled", "due", "running", "dead")  # what Inspector.jobs lists
 
 
 def due_after(now_ms: int, delay_ms: int) -> int:
@@ -149,8 +160,9 @@ class Broker(Protocol):
         """Atomically move up to ``limit`` due jobs to running, recovering expired leases first."""
         ...
 
-    def extend(self, leases: Sequence[Lease], lease_ms: int) -> list[bool]:
-        """Renew leases to ``now + lease_ms``; refused for a stale token or an expired lease."""
+    def extend(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:
+        """Renew leases to ``now + lease_ms``: one ``REFUSED`` (stale token or expired lease),
+        ``RENEWED`` or ``CANCEL_REQUESTED`` (renewed, and someone asked to cancel the job)."""
         ...
 
     def ack(self, items: Sequence[Ack]) -> list[bool]: ...
@@ -171,6 +183,13 @@ class Broker(Protocol):
         """
         ...
 
+    def warnings(self) -> list[str]:
+        """Settings of the broker's server that put jobs at risk, one sentence each (or none).
+
+        A worker logs them at start; ``taskq worker --strict`` refuses to start if there are any.
+        """
+        ...
+
     def close(self) -> None: ...
 
 
@@ -186,17 +205,44 @@ class QueueCounts:
 
 @dataclass(frozen=True)
 class JobRecord:
-    """Everything a broker knows of one job (see :meth:`Inspector.get`)."""
+    """Everything a broker knows of one job (see :meth:`Inspector.get`).
+
+    A finished record (``succeeded`` or ``cancelled``) has no body: only its state, time,
+    attempts, worker and (while kept) result.
+    """
 
     queue: str
     job_id: str
-    state: str  # scheduled | due | running | succeeded | dead
+    state: str  # one of STATES
     body: bytes | None
     attempt: int
     due_at_ms: int | None = None  # waiting jobs
     lease_until_ms: int | None = None  # running jobs
     failure: Failure | None = None  # last failure (retried or dead jobs)
     result: bytes | None = None  # succeeded jobs, while the result is kept
+    finished_at_ms: int | None = None  # succeeded, cancelled and dead jobs: when they ended
+    worker: str | None = None  # running: who holds the lease; succeeded: who ran it
+    cancel_requested: bool = False  # running jobs asked to stop
+    result_kept: bool = False  # succeeded jobs: a result was stored (it may have expired since)
+
+
+@dataclass(frozen=True)
+class MinuteCounts:
+    """Attempts of a queue that succeeded and failed within one minute (broker's clock)."""
+
+    minute_ms: int  # start of the minute, ms since the epoch
+    succeeded: int
+    failed: int  # failed attempts, retried or buried
+
+
+class FinishWaiter(Protocol):
+    """Listens for the end of one job; made by :meth:`Inspector.finishes`."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; ``True`` when the job may have ended (a hint: check)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -223,8 +269,23 @@ class Inspector(Protocol):
 
     def get(self, queue: str, job_id: str) -> JobRecord | None: ...
 
-    def cancel(self, queue: str, job_id: str) -> bool:
-        """Remove a waiting job atomically; ``False`` if it is not waiting."""
+    def cancel(self, queue: str, job_id: str) -> str | None:
+        """Cancel a job: ``"cancelled"`` (it was waiting; removed atomically, finished record
+        kept), ``"requested"`` (it is running; its worker hears at its next lease renewal), or
+        ``None`` (it is not waiting or running)."""
+        ...
+
+    def jobs(self, queue: str, state: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
+        """A page of the jobs in one of ``LISTED_STATES``: waiting ones by due time, running
+        ones by lease end, dead ones newest first."""
+        ...
+
+    def finishes(self, queue: str, job_id: str) -> FinishWaiter:
+        """Start listening for the end of a job; no end after this returns is missed."""
+        ...
+
+    def rates(self, queue: str, minutes: int = 5) -> list[MinuteCounts]:
+        """Succeeded and failed attempts per minute, the current minute first (at most 60)."""
         ...
 
     def dead(self, queue: str, offset: int = 0, limit: int = 100) -> list[JobRecord]: ...

@@ -11,6 +11,8 @@ from dataclasses import replace
 
 from . import Retention
 from .base import (
+    CANCEL_REQUESTED,
+    RENEWED,
     Ack,
     Bury,
     ClaimBatch,
@@ -18,11 +20,11 @@ from .base import (
     EnqueueItem,
     JobRecord,
     Lease,
-    QueueCounts,
     RetryLater,
     WorkerInfo,
     due_after,
 )
+from .memory_inspect import MemoryFinishWaiter, MemoryInspection
 from .memory_queue import DEAD, MemoryJob, MemoryQueue
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 _SWEEP_LIMIT = 100  # expired results dropped per ack/claim, so no single call pays for a backlog
 
 
-class MemoryBroker:
+class MemoryBroker(MemoryInspection):
     """A :class:`~taskq.brokers.base.Broker` and :class:`~taskq.brokers.base.Inspector` in RAM."""
 
     url = "memory://"
@@ -47,6 +49,7 @@ class MemoryBroker:
         self._result_expiry: list[tuple[int, str, str]] = []  # heap of (expires_ms, queue, id)
         self._workers: dict[str, tuple[WorkerInfo, int]] = {}  # -> (info, expires_ms)
         self._watchers: dict[object, tuple[frozenset[str], Callable[[int], None]]] = {}
+        self._waiters: dict[tuple[str, str], set[MemoryFinishWaiter]] = {}
 
     def _now(self) -> int:
         return int(self._clock() * 1000)
@@ -95,15 +98,17 @@ class MemoryBroker:
                     dues.append(job.due_ms)
             return ClaimBatch(claimed, max(0, min(dues) - now) if dues else None)
 
-    def extend(self, leases: Sequence[Lease], lease_ms: int) -> list[bool]:
-        out: list[bool] = []
+    def extend(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:
+        out: list[int] = []
         with self._lock:
             now = self._now()
             for lease in leases:
                 job = self._running(lease)
-                out.append(job is not None and job.lease_until_ms >= now)
-                if job is not None and out[-1]:
-                    job.lease_until_ms = now + lease_ms
+                if job is None or job.lease_until_ms < now:
+                    out.append(0)
+                    continue
+                job.lease_until_ms = now + lease_ms
+                out.append(CANCEL_REQUESTED if job.cancel_requested else RENEWED)
         return out
 
     def ack(self, items: Sequence[Ack]) -> list[bool]:
@@ -115,11 +120,17 @@ class MemoryBroker:
                 out.append(job is not None)
                 if job is None:
                     continue
-                self._queues[job.queue].remove(job.job_id)
-                if item.result is not None and item.result_ttl_ms > 0:
+                q = self._queues[job.queue]
+                keep = item.result is not None and item.result_ttl_ms > 0
+                self._results.pop((job.queue, job.job_id), None)
+                if item.result is not None and keep:
                     expires = now + item.result_ttl_ms
                     self._results[(job.queue, job.job_id)] = (item.result, expires)
                     heapq.heappush(self._result_expiry, (expires, job.queue, job.job_id))
+                record = JobRecord(job.queue, job.job_id, "succeeded", None, job.attempt)
+                record = replace(record, finished_at_ms=now, worker=job.worker, result_kept=keep)
+                self._finished(q, record)
+                q.count(now, succeeded=1)
             self._sweep_results(now)
         return out
 
@@ -142,11 +153,17 @@ class MemoryBroker:
                 out.append(job is not None)
                 if job is None:
                     continue
+                q = self._queues[job.queue]
                 if not item.count_attempt:
                     job.attempt -= 1
                 if item.failure is not None:
                     job.failure = item.failure
-                self._queues[job.queue].make_waiting(job, due_after(now, item.delay_ms))
+                    q.count(now, failed=1)
+                if job.cancel_requested:  # asked to stop: it ends here rather than run again
+                    record = JobRecord(q.name, job.job_id, "cancelled", None, job.attempt)
+                    self._finished(q, replace(record, finished_at_ms=now, failure=job.failure))
+                    continue
+                q.make_waiting(job, due_after(now, item.delay_ms))
                 written.append((job.queue, item.delay_ms))
         self._wake(written)
         return out
@@ -159,7 +176,10 @@ class MemoryBroker:
                 job = self._running(item.lease)
                 out.append(job is not None)
                 if job is not None:
-                    self._queues[job.queue].bury(job, item.failure, now, self._retention)
+                    q = self._queues[job.queue]
+                    q.bury(job, item.failure, now, self._retention)
+                    q.count(now, failed=1)
+                    self._ended(q.name, job.job_id)
         return out
 
     def recover(self, queues: Sequence[str]) -> int:
@@ -194,81 +214,9 @@ class MemoryBroker:
                 except Exception:  # a wake-up is a hint: it must not fail a write that happened
                     log.exception("wake-up callback failed")
 
+    def warnings(self) -> list[str]:
+        return []  # no server, no settings
+
     def close(self) -> None:
         with self._lock:
             self._watchers.clear()
-
-    # -- Inspector ---------------------------------------------------------------------------
-
-    def queues(self) -> list[str]:
-        with self._lock:
-            return sorted(self._queues)
-
-    def counts(self, queue: str) -> QueueCounts:
-        with self._lock:
-            now = self._now()
-            q = self._queues.get(queue) or MemoryQueue(queue)
-            due = sum(1 for job in q.waiting.values() if job.due_ms <= now)
-            return QueueCounts(due, len(q.waiting) - due, len(q.running), len(q.dead))
-
-    def get(self, queue: str, job_id: str) -> JobRecord | None:
-        with self._lock:
-            now = self._now()
-            q = self._queues.get(queue)
-            job = q.jobs.get(job_id) if q else None
-            if job is not None:
-                return job.record(now)
-            kept = self._results.get((queue, job_id))
-            if kept is None or kept[1] <= now:
-                return None
-            return JobRecord(queue, job_id, "succeeded", None, 0, result=kept[0])
-
-    def cancel(self, queue: str, job_id: str) -> bool:
-        with self._lock:
-            q = self._queues.get(queue)
-            if q is None or job_id not in q.waiting:
-                return False
-            q.remove(job_id)
-            return True
-
-    def dead(self, queue: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
-        with self._lock:
-            now = self._now()
-            q = self._queues.get(queue)
-            newest_first = list(reversed(q.dead.values())) if q else []
-            return [job.record(now) for job in newest_first[offset : offset + limit]]
-
-    def requeue_dead(self, queue: str, job_ids: Sequence[str]) -> int:
-        written: list[tuple[str, int]] = []
-        with self._lock:
-            now = self._now()
-            q = self._queues.get(queue) or MemoryQueue(queue)
-            for job_id in dict.fromkeys(job_ids):
-                job = q.dead.get(job_id)
-                if job is not None:
-                    job.attempt, job.crashes = 0, 0
-                    q.make_waiting(job, now)
-                    written.append((queue, 0))
-        self._wake(written)
-        return len(written)
-
-    def purge_dead(self, queue: str) -> int:
-        with self._lock:
-            q = self._queues.get(queue)
-            return q.purge_dead() if q else 0
-
-    def heartbeat(self, info: WorkerInfo, ttl_ms: int) -> None:
-        with self._lock:
-            now = self._now()
-            self._workers[info.worker] = (replace(info, seen_at_ms=now), now + ttl_ms)
-
-    def forget_worker(self, worker: str) -> None:
-        with self._lock:
-            self._workers.pop(worker, None)
-
-    def workers(self) -> list[WorkerInfo]:
-        with self._lock:
-            now = self._now()
-            for name in [w for w, (_, expires) in self._workers.items() if expires <= now]:
-                del self._workers[name]
-            return [info for _, (info, _) in sorted(self._workers.items())]

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from . import Retention
-from .base import Failure, JobRecord
+from .base import Failure, JobRecord, MinuteCounts
 
 WAITING, RUNNING, DEAD = "waiting", "running", "dead"
 
@@ -29,6 +29,7 @@ class MemoryJob:
     worker: str = ""
     failure: Failure | None = None
     seq: int = 0  # tells the live due-heap entry of this job from stale ones
+    cancel_requested: bool = False
 
     def record(self, now: int) -> JobRecord:
         """This job as :meth:`~taskq.brokers.base.Inspector.get` reports it."""
@@ -44,6 +45,9 @@ class MemoryJob:
             due_at_ms=self.due_ms if self.state == WAITING else None,
             lease_until_ms=self.lease_until_ms if self.state == RUNNING else None,
             failure=self.failure,
+            finished_at_ms=self.dead_at_ms if self.state == DEAD else None,
+            worker=self.worker or None,
+            cancel_requested=self.cancel_requested,
         )
 
 
@@ -60,6 +64,8 @@ class MemoryQueue:
     heap: list[tuple[int, int, str]] = field(default_factory=list)
     seq: int = 0
     token_seq: int = 0  # never reset, so a reused job id never gets a token it had before
+    finished: OrderedDict[str, JobRecord] = field(default_factory=OrderedDict)  # oldest first
+    minutes: dict[int, list[int]] = field(default_factory=dict)  # minute -> [succeeded, failed]
 
     def add(self, job_id: str, body: bytes, due_ms: int) -> MemoryJob:
         """A new waiting job, replacing a dead one of the same id."""
@@ -69,7 +75,8 @@ class MemoryQueue:
         return job
 
     def remove(self, job_id: str) -> None:
-        """Forget a job, whatever its state."""
+        """Forget a job, whatever its state (its finished record too)."""
+        self.finished.pop(job_id, None)
         self.jobs.pop(job_id, None)
         self.running.pop(job_id, None)
         self.dead.pop(job_id, None)
@@ -124,7 +131,7 @@ class MemoryQueue:
         """Move a running job to dead, then drop the dead jobs ``retention`` does not keep."""
         del self.running[job.job_id]
         job.state, job.failure, job.dead_at_ms = DEAD, failure, now
-        job.lease_until_ms, job.worker = 0, ""
+        job.lease_until_ms, job.worker, job.cancel_requested = 0, "", False
         self.dead[job.job_id] = job
         oldest_kept = now - retention.dead_ttl_ms
         while self.dead and (
@@ -141,3 +148,32 @@ class MemoryQueue:
             del self.jobs[job_id]
         self.dead.clear()
         return count
+
+    def finish(self, record: JobRecord, retention: Retention) -> None:
+        """Forget a job and keep its finished record, then drop the records beyond retention."""
+        self.remove(record.job_id)
+        self.finished[record.job_id] = record
+        oldest_kept = (record.finished_at_ms or 0) - retention.finished_ttl_ms
+        while self.finished and (
+            len(self.finished) > retention.finished_max
+            or (next(iter(self.finished.values())).finished_at_ms or 0) < oldest_kept
+        ):
+            self.finished.popitem(last=False)
+
+    def count(self, now: int, succeeded: int = 0, failed: int = 0) -> None:
+        """Add to this minute's counts; minutes older than an hour are dropped."""
+        minute = now // 60_000
+        counts = self.minutes.setdefault(minute, [0, 0])
+        counts[0] += succeeded
+        counts[1] += failed
+        for old in [m for m in self.minutes if m <= minute - 60]:
+            del self.minutes[old]
+
+    def rates(self, now: int, minutes: int) -> list[MinuteCounts]:
+        """The counts of the last ``minutes`` minutes, the current one first."""
+        minute = now // 60_000
+        out = []
+        for m in range(minute, minute - min(minutes, 60), -1):
+            succeeded, failed = self.minutes.get(m, (0, 0))
+            out.append(MinuteCounts(m * 60_000, succeeded, failed))
+        return out

@@ -18,7 +18,7 @@ from ..errors import BrokerError, BrokerUnavailable, ConfigError
 from . import Retention
 from .base import Ack, Bury, ClaimBatch, Claimed, EnqueueItem, Lease, RetryLater
 from .redis_inspect import RedisInspection
-from .redis_keys import NamespaceKeys
+from .redis_keys import NamespaceKeys, QueueKeys
 from .redis_scripts import Scripts
 from .redis_watch import Watcher
 
@@ -45,7 +45,9 @@ def connect(url: str) -> redis.Redis:
     except ValueError as exc:
         raise ConfigError(f"bad Redis URL {mask_url(url)}: {exc}") from None
     kwargs = client.connection_pool.connection_kwargs
-    if url.startswith("rediss://") and kwargs.get("ssl_cert_reqs") in ("none", None):
+    # absent means redis-py's default, "required"; the old test read absent as "none" and warned
+    # that verification was off when it was on (tests/faults/test_security.py)
+    if url.startswith("rediss://") and kwargs.get("ssl_cert_reqs", "required") in ("none", 0):
         log.warning(
             "TLS certificate verification is OFF for %s (ssl_cert_reqs=none)", mask_url(url)
         )
@@ -131,21 +133,25 @@ class RedisBroker(RedisInspection):
                     next_due = wait
         return ClaimBatch(jobs, next_due)
 
-    def extend(self, leases: Sequence[Lease], lease_ms: int) -> list[bool]:
+    def extend(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:
         def call(queue: str, chunk: Sequence[Lease]) -> list[int]:
             k = self.keys.queue(queue)
             args: list[Any] = [lease_ms]
             for lease in chunk:
                 args += [lease.job_id, lease.token]
-            return list(self.scripts.extend([k.running, k.tokens], args))
+            return list(self.scripts.extend([k.running, k.tokens, k.cancels], args))
 
-        return self._per_queue(leases, lambda lease: lease, call)
+        return self._per_queue(leases, lambda lease: lease, call, int)
+
+    def _finished_args(self, k: QueueKeys) -> list[Any]:
+        return [k.done, self.retention.finished_max, self.retention.finished_ttl_ms]
 
     def ack(self, items: Sequence[Ack]) -> list[bool]:
         def call(queue: str, chunk: Sequence[Ack]) -> list[int]:
             k = self.keys.queue(queue)
             keys = [k.running, k.jobs, k.attempts, k.crashes, k.tokens, k.owners, k.failures]
-            args: list[Any] = []
+            keys += [k.finished, k.endings, k.cancels, k.stats]
+            args = self._finished_args(k)
             for item in chunk:
                 keys.append(k.result(item.lease.job_id))
                 keep = item.result is not None and item.result_ttl_ms > 0
@@ -158,8 +164,9 @@ class RedisBroker(RedisInspection):
     def retry(self, items: Sequence[RetryLater]) -> list[bool]:
         def call(queue: str, chunk: Sequence[RetryLater]) -> list[int]:
             k = self.keys.queue(queue)
-            keys = [k.waiting, k.running, k.attempts, k.tokens, k.owners, k.failures]
-            args: list[Any] = [k.wake]
+            keys = [k.waiting, k.running, k.attempts, k.tokens, k.owners, k.failures, k.jobs]
+            keys += [k.crashes, k.cancels, k.finished, k.endings, k.stats]
+            args: list[Any] = [k.wake, *self._finished_args(k)]
             for item in chunk:
                 failure = item.failure.pack() if item.failure else b""
                 args += [item.lease.job_id, item.lease.token, max(item.delay_ms, 0)]
@@ -172,10 +179,10 @@ class RedisBroker(RedisInspection):
         def call(queue: str, chunk: Sequence[Bury]) -> list[int]:
             k = self.keys.queue(queue)
             keys = [k.running, k.dead, k.jobs, k.attempts, k.crashes, k.tokens, k.owners]
-            args: list[Any] = [self.retention.dead_max, self.retention.dead_ttl_ms]
+            args: list[Any] = [k.done, self.retention.dead_max, self.retention.dead_ttl_ms]
             for item in chunk:
                 args += [item.lease.job_id, item.lease.token, item.failure.pack()]
-            return list(self.scripts.bury([*keys, k.failures], args))
+            return list(self.scripts.bury([*keys, k.failures, k.cancels, k.stats], args))
 
         return self._per_queue(items, lambda item: item.lease, call)
 
@@ -197,9 +204,10 @@ class RedisBroker(RedisInspection):
         items: Sequence[T],
         lease_of: Callable[[T], Lease],
         call: Callable[[str, Sequence[T]], list[int]],
-    ) -> list[bool]:
+        reply: Callable[[int], Any] = bool,
+    ) -> list[Any]:
         """Run ``call`` once per queue (and chunk), and give the replies back in item order."""
-        done: dict[int, bool] = {}
+        done: dict[int, Any] = {}
         by_queue: dict[str, list[int]] = defaultdict(list)
         for index, item in enumerate(items):
             by_queue[lease_of(item).queue].append(index)
@@ -207,7 +215,7 @@ class RedisBroker(RedisInspection):
             for queue, indexes in by_queue.items():
                 for chunk in _chunks(indexes):
                     flags = call(queue, [items[i] for i in chunk])
-                    done.update(zip(chunk, (bool(f) for f in flags), strict=True))
+                    done.update(zip(chunk, (reply(f) for f in flags), strict=True))
         return [done[i] for i in range(len(items))]
 
     def watch(self, queues: Sequence[str], wake: Callable[[int], None]) -> Callable[[], None]:
@@ -215,6 +223,34 @@ class RedisBroker(RedisInspection):
         watcher = Watcher(self._raw_url, channels, wake)
         watcher.start()
         return watcher.stop
+
+    def warnings(self) -> list[str]:
+        # an evicting policy may drop any key when memory runs short: a lease, a token, a
+        # waiting job; only noeviction turns "full" into an error a producer sees
+        with self._errors():
+            policy = self._maxmemory_policy()
+        if policy is None:
+            return [
+                f"cannot read the maxmemory-policy of Redis at {self.url}: make sure it is "
+                "noeviction, or jobs and leases may be evicted"
+            ]
+        if policy != "noeviction":
+            return [
+                f"Redis at {self.url} has maxmemory-policy {policy}: when its memory is full it "
+                "evicts keys, so leases and waiting jobs could vanish; set it to noeviction"
+            ]
+        return []
+
+    def _maxmemory_policy(self) -> str | None:
+        """The server's eviction policy, or None if neither CONFIG nor INFO is allowed."""
+        try:
+            return str(self.client.config_get("maxmemory-policy")["maxmemory-policy"])
+        except (redis.ResponseError, KeyError):
+            pass  # CONFIG is often denied by an ACL or renamed by a managed service
+        try:
+            return str(self.client.info("memory")["maxmemory_policy"])
+        except (redis.ResponseError, KeyError):
+            return None
 
     def close(self) -> None:
         self.client.close()

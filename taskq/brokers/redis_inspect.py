@@ -9,9 +9,11 @@ from typing import Any
 import redis
 
 from ..serialization import packb, unpackb
-from .base import Failure, JobRecord, QueueCounts, WorkerInfo
+from . import Retention
+from .base import LISTED_STATES, Failure, JobRecord, MinuteCounts, QueueCounts, WorkerInfo
 from .redis_keys import NamespaceKeys
 from .redis_scripts import Scripts
+from .redis_watch import FinishWaiter
 
 
 def _text(value: Any) -> str:
@@ -24,6 +26,7 @@ class RedisInspection:
     client: redis.Redis
     keys: NamespaceKeys
     scripts: Scripts
+    retention: Retention
 
     def _errors(self) -> AbstractContextManager[None]:
         raise NotImplementedError
@@ -43,59 +46,98 @@ class RedisInspection:
         with self._errors():
             pipe = self.client.pipeline(transaction=True)
             pipe.time()
-            pipe.zscore(k.waiting, job_id)
-            pipe.zscore(k.running, job_id)
-            pipe.zscore(k.dead, job_id)
-            pipe.hget(k.jobs, job_id)
-            pipe.hget(k.attempts, job_id)
-            pipe.hget(k.failures, job_id)
+            for zset in (k.waiting, k.running, k.dead, k.finished):
+                pipe.zscore(zset, job_id)
+            for hash_ in (k.jobs, k.attempts, k.failures, k.owners, k.cancels, k.endings):
+                pipe.hget(hash_, job_id)
             pipe.get(k.result(job_id))
-            now, due, lease, dead, body, attempt, failure, result = pipe.execute()
+            now, due, lease, dead, finished, *fields, result = pipe.execute()
+        body, attempt, failure, owner, cancel, ending = fields
         now_ms = now[0] * 1000 + now[1] // 1000
-        fields: dict[str, Any] = {
-            "body": body,
-            "attempt": int(attempt or 0),
-            "failure": Failure.unpack(failure) if failure else None,
-        }
-        if due is not None:
-            state = "due" if due <= now_ms else "scheduled"
-            return JobRecord(queue, job_id, state, due_at_ms=int(due), **fields)
-        if lease is not None:
-            return JobRecord(queue, job_id, "running", lease_until_ms=int(lease), **fields)
-        if dead is not None:
-            return JobRecord(queue, job_id, "dead", **fields)
-        if result is not None:
-            return JobRecord(queue, job_id, "succeeded", None, 0, result=result)
-        return None
-
-    def cancel(self, queue: str, job_id: str) -> bool:
-        k = self.keys.queue(queue)
-        keys = [k.waiting, k.jobs, k.attempts, k.crashes, k.failures]
-        with self._errors():
-            return bool(self.scripts.cancel(keys, [job_id]))
-
-    def dead(self, queue: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
-        k = self.keys.queue(queue)
-        with self._errors():
-            ids = [_text(i) for i in self.client.zrevrange(k.dead, offset, offset + limit - 1)]
-            if not ids:
-                return []
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hmget(k.jobs, ids)
-            pipe.hmget(k.attempts, ids)
-            pipe.hmget(k.failures, ids)
-            bodies, attempts, failures = pipe.execute()
-        return [
-            JobRecord(
+        if due is not None or lease is not None or dead is not None:
+            row = [due, lease, dead, body, attempt, failure, owner, cancel]
+            return _record(queue, job_id, now_ms, row)
+        if finished is not None and ending is not None:
+            state, attempts, worker, kept = unpackb(ending)
+            return JobRecord(
                 queue,
                 job_id,
-                "dead",
-                body,
-                int(attempt or 0),
-                failure=Failure.unpack(failure) if failure else None,
+                state,
+                None,
+                int(attempts),
+                finished_at_ms=int(finished),
+                worker=_text(worker) if worker else None,
+                result=result if state == "succeeded" else None,
+                result_kept=bool(kept),
             )
-            for job_id, body, attempt, failure in zip(ids, bodies, attempts, failures, strict=True)
-        ]
+        if result is not None:
+            return JobRecord(queue, job_id, "succeeded", None, 0, result=result, result_kept=True)
+        return None
+
+    def cancel(self, queue: str, job_id: str) -> str | None:
+        k = self.keys.queue(queue)
+        keys = [k.waiting, k.jobs, k.attempts, k.crashes, k.failures, k.running, k.cancels]
+        keys += [k.finished, k.endings]
+        retention = self.retention
+        args = [job_id, k.done, retention.finished_max, retention.finished_ttl_ms]
+        with self._errors():
+            done = int(self.scripts.cancel(keys, args))
+        return {1: "cancelled", 2: "requested"}.get(done)
+
+    def jobs(self, queue: str, state: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
+        if state not in LISTED_STATES:
+            raise ValueError(f"state must be one of {', '.join(LISTED_STATES)}, got {state!r}")
+        k = self.keys.queue(queue)
+        with self._errors():
+            seconds, micros = self.client.time()
+            now_ms = seconds * 1000 + micros // 1000
+            found: list[tuple[bytes, float]]
+            if state == "dead":
+                found = self.client.zrevrange(k.dead, offset, offset + limit - 1, True)  # type: ignore[assignment]
+            elif state == "running":
+                found = self.client.zrange(k.running, offset, offset + limit - 1, withscores=True)  # type: ignore[assignment]
+            else:
+                low, high = ("-inf", now_ms) if state == "due" else (f"({now_ms}", "+inf")
+                found = self.client.zrangebyscore(  # type: ignore[assignment]
+                    k.waiting, low, high, start=offset, num=limit, withscores=True
+                )
+            if not found:
+                return []
+            ids = [_text(i) for i, _ in found]
+            pipe = self.client.pipeline(transaction=False)
+            for hash_ in (k.jobs, k.attempts, k.failures, k.owners, k.cancels):
+                pipe.hmget(hash_, ids)
+            columns = pipe.execute()
+        records = []
+        for n, (job_id, score) in enumerate(zip(ids, (s for _, s in found), strict=True)):
+            scores: list[Any] = [None, None, None]
+            scores[{"running": 1, "dead": 2}.get(state, 0)] = score
+            records.append(_record(queue, job_id, now_ms, [*scores, *(c[n] for c in columns)]))
+        return records
+
+    def finishes(self, queue: str, job_id: str) -> FinishWaiter:
+        with self._errors():
+            return FinishWaiter(self.client, self.keys.queue(queue).done, job_id)
+
+    def rates(self, queue: str, minutes: int = 5) -> list[MinuteCounts]:
+        with self._errors():
+            seconds, _ = self.client.time()
+            stats = {
+                _text(f): int(v)
+                for f, v in self.client.hgetall(self.keys.queue(queue).stats).items()
+            }
+        minute = int(seconds) // 60
+        out = []
+        for m in range(minute, minute - min(minutes, 60), -1):
+            slot = m % 60
+            if stats.get(f"t{slot}") == m:
+                out.append(MinuteCounts(m * 60_000, stats[f"s{slot}"], stats[f"f{slot}"]))
+            else:
+                out.append(MinuteCounts(m * 60_000, 0, 0))
+        return out
+
+    def dead(self, queue: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
+        return self.jobs(queue, "dead", offset, limit)
 
     def requeue_dead(self, queue: str, job_ids: Sequence[str]) -> int:
         if not job_ids:
@@ -151,3 +193,23 @@ class RedisInspection:
             if gone:
                 self.client.zrem(self.keys.workers, *gone)
         return found
+
+
+def _record(queue: str, job_id: str, now_ms: int, row: list[Any]) -> JobRecord:
+    """A waiting, running or dead job from its scores and hash fields."""
+    due, lease, dead, body, attempt, failure, owner, cancel = row
+    fields: dict[str, Any] = {
+        "body": body,
+        "attempt": int(attempt or 0),
+        "failure": Failure.unpack(failure) if failure else None,
+        "cancel_requested": bool(cancel),
+    }
+    if due is not None:
+        state = "due" if due <= now_ms else "scheduled"
+        return JobRecord(queue, job_id, state, due_at_ms=int(due), **fields)
+    if lease is not None:
+        worker = _text(owner) if owner else None
+        return JobRecord(
+            queue, job_id, "running", lease_until_ms=int(lease), worker=worker, **fields
+        )
+    return JobRecord(queue, job_id, "dead", finished_at_ms=int(dead), **fields)

@@ -14,7 +14,12 @@ every script touches one slot::
     {ns}:{q}:failures    hash  job id -> last failure (msgpack)
     {ns}:{q}:dead        zset  job id -> buried at (ms)
     {ns}:{q}:result:<id> string  msgpack result, with a time to live
+    {ns}:{q}:finished    zset  job id -> finished at (ms)        succeeded and cancelled jobs
+    {ns}:{q}:endings     hash  job id -> msgpack [state, attempt, worker, result kept]
+    {ns}:{q}:cancels     hash  job id -> 1                       running jobs asked to stop
+    {ns}:{q}:stats       hash  t<slot>/s<slot>/f<slot>: a 60-slot ring of per-minute counts
     {ns}:{q}:wake        channel  published on enqueue/retry: ms until the new job is due
+    {ns}:{q}:done        channel  published on ack/bury/cancel: msgpack list of ended job ids
     {ns}:queues          set   queue names ever used
     {ns}:workers         zset  worker id -> last heartbeat (ms)
     {ns}:worker:<id>     string  msgpack worker info, with a time to live
@@ -76,8 +81,28 @@ class QueueKeys:
         return self._key("dead")
 
     @property
+    def finished(self) -> str:
+        return self._key("finished")
+
+    @property
+    def endings(self) -> str:
+        return self._key("endings")
+
+    @property
+    def cancels(self) -> str:
+        return self._key("cancels")
+
+    @property
+    def stats(self) -> str:
+        return self._key("stats")
+
+    @property
     def wake(self) -> str:
         return self._key("wake")
+
+    @property
+    def done(self) -> str:
+        return self._key("done")
 
     def result(self, job_id: str) -> str:
         return self._key(f"result:{job_id}")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import redis
+
+from ..serialization import unpackb
 
 log = logging.getLogger("taskq.broker")
 
@@ -73,3 +76,41 @@ class Watcher:
         finally:
             pubsub.close()
             client.close()
+
+
+class FinishWaiter:
+    """Subscribed to a queue's ``done`` channel until closed; ``wait`` returns when the
+    channel names one job."""
+
+    def __init__(self, client: redis.Redis, channel: str, job_id: str) -> None:
+        self._job_id = job_id
+        self._pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+        try:
+            self._pubsub.subscribe(channel)
+            # the server's confirmation: from now on no end of the job is missed
+            deadline = time.monotonic() + SUBSCRIBE_WAIT
+            while time.monotonic() < deadline:
+                message = self._pubsub.get_message(timeout=deadline - time.monotonic())
+                if message is not None and message["type"] == "subscribe":
+                    break
+        except BaseException:
+            self._pubsub.close()
+            raise
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                message = self._pubsub.get_message(timeout=left)
+                if message is None or message["type"] != "message":
+                    continue
+                if self._job_id in unpackb(message["data"]):
+                    return True
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            # the caller checks the job's state anyway; a lost channel only costs a poll
+            log.debug("done channel lost (%s)", exc)
+            time.sleep(max(0.0, min(deadline - time.monotonic(), 0.5)))
+        return False
+
+    def close(self) -> None:
+        self._pubsub.close()

@@ -6,15 +6,37 @@ import os
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from . import Retention
-from .base import Ack, Bury, ClaimBatch, Claimed, EnqueueItem, Lease, RetryLater, due_after
+from .base import (
+    CANCEL_REQUESTED,
+    REFUSED,
+    RENEWED,
+    Ack,
+    Bury,
+    ClaimBatch,
+    Claimed,
+    EnqueueItem,
+    JobRecord,
+    Lease,
+    RetryLater,
+    due_after,
+)
 from .sqlite_db import Database, parse_url
+from .sqlite_finish import (
+    SWEEP_LIMIT,
+    cancel_on_retry,
+    count,
+    finish,
+    forget,
+    sweep_results,
+    trim_dead,
+)
 from .sqlite_inspect import SQLiteInspection
 from .sqlite_watch import Watcher
-
-_SWEEP_LIMIT = 100  # rows of housekeeping per call, so no single call pays for a backlog
 
 _ENQUEUE = """
     INSERT INTO taskq_jobs (namespace, queue, job_id, state, body, due_ms)
@@ -22,7 +44,7 @@ _ENQUEUE = """
     ON CONFLICT (namespace, queue, job_id) DO UPDATE SET
         state = 'waiting', body = excluded.body, due_ms = excluded.due_ms,
         lease_until_ms = NULL, dead_at_ms = NULL, attempt = 0, crashes = 0,
-        worker = NULL, failure = NULL
+        worker = NULL, failure = NULL, cancel_requested = 0
     WHERE state = 'dead'"""
 
 # A new token comes from the queue row's token_seq, bumped after the statement; every job of one
@@ -92,12 +114,8 @@ class SQLiteBroker(SQLiteInspection):
                 due = item.due(now)
                 key = (self.namespace, item.queue, item.job_id)
                 out.append(conn.execute(_ENQUEUE, (*key, item.body, due)).rowcount == 1)
-                if out[-1]:  # a result of an earlier job of that id belongs to that job only
-                    conn.execute(
-                        "DELETE FROM taskq_results"
-                        " WHERE namespace = ? AND queue = ? AND job_id = ?",
-                        key,
-                    )
+                if out[-1]:  # what an earlier job of that id left belongs to that job only
+                    forget(conn, *key)
             for queue in dict.fromkeys(i.queue for i, ok in zip(items, out, strict=True) if ok):
                 self._bump_enqueued(conn, queue)
             return out
@@ -152,16 +170,9 @@ class SQLiteBroker(SQLiteInspection):
     def _sweep(self, conn: sqlite3.Connection, queues: Sequence[str], now: int) -> None:
         """Bounded housekeeping before a claim: expired leases, results and dead jobs."""
         for queue in dict.fromkeys(queues):
-            self._recover_queue(conn, queue, now, _SWEEP_LIMIT)
-            self._trim_dead(conn, queue, now, by_count=False)
-        self._sweep_results(conn, now)
-
-    def _sweep_results(self, conn: sqlite3.Connection, now: int) -> None:
-        conn.execute(
-            "DELETE FROM taskq_results WHERE rowid IN (SELECT rowid FROM taskq_results"
-            " WHERE namespace = ? AND expires_ms <= ? LIMIT ?)",
-            (self.namespace, now, _SWEEP_LIMIT),
-        )
+            self._recover_queue(conn, queue, now, SWEEP_LIMIT)
+            trim_dead(conn, self.namespace, queue, now, self._retention, by_count=False)
+        sweep_results(conn, self.namespace, now)
 
     def _recover_queue(self, conn: sqlite3.Connection, queue: str, now: int, limit: int) -> int:
         params = {"ns": self.namespace, "queue": queue, "now": now, "limit": limit}
@@ -170,31 +181,18 @@ class SQLiteBroker(SQLiteInspection):
             self._bump_token_seq(conn, queue)
         return count
 
-    def _trim_dead(self, conn: sqlite3.Connection, queue: str, now: int, by_count: bool) -> None:
-        key = (self.namespace, queue)
-        conn.execute(
-            "DELETE FROM taskq_jobs WHERE rowid IN (SELECT rowid FROM taskq_jobs"
-            " WHERE namespace = ? AND queue = ? AND state = 'dead' AND dead_at_ms < ? LIMIT ?)",
-            (*key, now - self._retention.dead_ttl_ms, _SWEEP_LIMIT),
-        )
-        if by_count:
-            conn.execute(
-                "DELETE FROM taskq_jobs WHERE rowid IN (SELECT rowid FROM taskq_jobs"
-                " WHERE namespace = ? AND queue = ? AND state = 'dead'"
-                " ORDER BY dead_at_ms DESC, rowid DESC LIMIT -1 OFFSET ?)",
-                (*key, self._retention.dead_max),
-            )
-
-    def extend(self, leases: Sequence[Lease], lease_ms: int) -> list[bool]:
-        def write(conn: sqlite3.Connection) -> list[bool]:
+    def extend(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:
+        def write(conn: sqlite3.Connection) -> list[int]:
             now = self._now()
             sql = (
                 f"UPDATE taskq_jobs SET lease_until_ms = ? WHERE {_RUNNING} AND lease_until_ms >= ?"
+                " RETURNING cancel_requested"
             )
-            return [
-                conn.execute(sql, (now + lease_ms, *self._lease_key(lease), now)).rowcount == 1
+            rows = [
+                conn.execute(sql, (now + lease_ms, *self._lease_key(lease), now)).fetchone()
                 for lease in leases
             ]
+            return [REFUSED if r is None else CANCEL_REQUESTED if r[0] else RENEWED for r in rows]
 
         return self._db.write(write)
 
@@ -204,16 +202,27 @@ class SQLiteBroker(SQLiteInspection):
             out: list[bool] = []
             for item in items:
                 key = self._lease_key(item.lease)
-                out.append(
-                    conn.execute(f"DELETE FROM taskq_jobs WHERE {_RUNNING}", key).rowcount == 1
-                )
-                if out[-1] and item.result is not None and item.result_ttl_ms > 0:
+                sql = f"DELETE FROM taskq_jobs WHERE {_RUNNING} RETURNING attempt, worker"
+                row = conn.execute(sql, key).fetchone()
+                out.append(row is not None)
+                if row is None:
+                    continue
+                forget(conn, *key[:3])
+                keep = item.result is not None and item.result_ttl_ms > 0
+                if keep:
                     conn.execute(
-                        "INSERT OR REPLACE INTO taskq_results"
+                        "INSERT INTO taskq_results"
                         " (namespace, queue, job_id, result, expires_ms) VALUES (?, ?, ?, ?, ?)",
                         (*key[:3], item.result, now + item.result_ttl_ms),
                     )
-            self._sweep_results(conn, now)
+                record = JobRecord(key[1], key[2], "succeeded", None, int(row[0]))
+                record = replace(record, finished_at_ms=now, worker=row[1], result_kept=keep)
+                finish(conn, self.namespace, record, self._retention)
+            for queue, n in Counter(
+                i.lease.queue for i, ok in zip(items, out, strict=True) if ok
+            ).items():
+                count(conn, self.namespace, queue, now, succeeded=n)
+            sweep_results(conn, self.namespace, now)
             return out
 
         return self._db.write(write)
@@ -225,12 +234,13 @@ class SQLiteBroker(SQLiteInspection):
             for item in items:
                 failure = item.failure.pack() if item.failure is not None else None
                 uncount = 0 if item.count_attempt else 1
-                params = (
-                    due_after(now, item.delay_ms),
-                    uncount,
-                    failure,
-                    *self._lease_key(item.lease),
-                )
+                key = self._lease_key(item.lease)
+                if failure is not None:
+                    count(conn, self.namespace, item.lease.queue, now, failed=1)
+                if cancel_on_retry(conn, key, uncount, now, self._retention):
+                    out.append(True)
+                    continue
+                params = (due_after(now, item.delay_ms), uncount, failure, *key)
                 out.append(conn.execute(_RETRY, params).rowcount == 1)
             for queue in dict.fromkeys(
                 i.lease.queue for i, ok in zip(items, out, strict=True) if ok
@@ -245,17 +255,18 @@ class SQLiteBroker(SQLiteInspection):
             now = self._now()
             sql = (
                 "UPDATE taskq_jobs SET state = 'dead', dead_at_ms = ?, failure = ?,"
-                f" lease_until_ms = NULL, worker = NULL WHERE {_RUNNING}"
+                f" lease_until_ms = NULL, worker = NULL, cancel_requested = 0 WHERE {_RUNNING}"
             )
             out = [
                 conn.execute(sql, (now, item.failure.pack(), *self._lease_key(item.lease))).rowcount
                 == 1
                 for item in items
             ]
-            for queue in dict.fromkeys(
+            for queue, n in Counter(
                 i.lease.queue for i, ok in zip(items, out, strict=True) if ok
-            ):
-                self._trim_dead(conn, queue, now, by_count=True)
+            ).items():
+                trim_dead(conn, self.namespace, queue, now, self._retention, by_count=True)
+                count(conn, self.namespace, queue, now, failed=n)
             return out
 
         return self._db.write(write)

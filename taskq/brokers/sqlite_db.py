@@ -15,7 +15,7 @@ from ..errors import BrokerError, BrokerUnavailable, ConfigError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x7461_736B  # "task": marks a file as taskq's, unlike any other SQLite file
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
 LOCKED_GIVE_UP_S = 60.0  # beyond busy_timeout, how long a locked file is retried before failing
@@ -67,6 +67,33 @@ SCHEMA = (
         expires_ms INTEGER NOT NULL,
         PRIMARY KEY (namespace, worker))""",
 )
+
+# Statements that bring a file from the version before each key to that version.
+MIGRATIONS = {
+    2: (
+        "ALTER TABLE taskq_jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
+        # succeeded and cancelled jobs, trimmed by count (seq) and age; see Retention
+        """CREATE TABLE taskq_finished (
+            namespace TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('succeeded', 'cancelled')),
+            finished_at_ms INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            worker TEXT,
+            result_kept INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (namespace, queue, job_id))""",
+        "CREATE INDEX taskq_finished_seq ON taskq_finished (namespace, queue, seq)",
+        """CREATE TABLE taskq_stats (
+            namespace TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            minute INTEGER NOT NULL,
+            succeeded INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (namespace, queue, minute))""",
+    ),
+}
 
 
 def parse_url(url: str) -> tuple[str, int]:
@@ -203,10 +230,17 @@ class Database:
 
     def _check_and_create(self, conn: sqlite3.Connection) -> None:
         # Checked again under the write lock: another process may have created it meanwhile.
+        version = 0
         if not self._check(conn):
             for statement in SCHEMA:
                 conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            version = 1
+        else:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        for target in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target]:
+                conn.execute(statement)
         # Written even when unchanged, so that a read-only file fails here and not on first use.
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

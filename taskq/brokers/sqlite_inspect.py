@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..serialization import packb, unpackb
-from .base import Failure, JobRecord, QueueCounts, WorkerInfo
+from . import Retention
+from .base import Failure, JobRecord, MinuteCounts, QueueCounts, WorkerInfo
 from .sqlite_db import Database
+from .sqlite_finish import finish, get_finished, rates
+from .sqlite_watch import FinishWaiter
 
-_JOB_COLUMNS = "queue, job_id, state, body, attempt, due_ms, lease_until_ms, failure"
+_JOB_COLUMNS = (
+    "queue, job_id, state, body, attempt, due_ms, lease_until_ms, failure, dead_at_ms, worker,"
+    " cancel_requested"
+)
+_ORDER = {  # how Inspector.jobs orders each state
+    "due": "state = 'waiting' AND due_ms <= :now ORDER BY due_ms, rowid",
+    "scheduled": "state = 'waiting' AND due_ms > :now ORDER BY due_ms, rowid",
+    "running": "state = 'running' ORDER BY lease_until_ms, rowid",
+    "dead": "state = 'dead' ORDER BY dead_at_ms DESC, rowid DESC",
+}
 
 
 class SQLiteInspection:
@@ -18,6 +31,7 @@ class SQLiteInspection:
 
     namespace: str
     _db: Database
+    _retention: Retention
 
     def _now(self) -> int:
         raise NotImplementedError
@@ -71,37 +85,70 @@ class SQLiteInspection:
                 " WHERE namespace = ? AND queue = ? AND job_id = ? AND expires_ms > ?",
                 (*key, now),
             ).fetchone()
-            if kept is None:
+            result = None if kept is None else bytes(kept[0])
+            finished = get_finished(conn, *key)
+            if finished is not None:
+                return replace(finished, result=result if finished.state == "succeeded" else None)
+            if result is None:
                 return None
-            return JobRecord(queue, job_id, "succeeded", None, 0, result=bytes(kept[0]))
+            return JobRecord(queue, job_id, "succeeded", None, 0, result=result, result_kept=True)
 
         return self._db.read(read)
 
-    def cancel(self, queue: str, job_id: str) -> bool:
-        def write(conn: sqlite3.Connection) -> bool:
-            return (
-                conn.execute(
-                    "DELETE FROM taskq_jobs"
-                    " WHERE namespace = ? AND queue = ? AND job_id = ? AND state = 'waiting'",
-                    (self.namespace, queue, job_id),
-                ).rowcount
-                == 1
-            )
+    def cancel(self, queue: str, job_id: str) -> str | None:
+        def write(conn: sqlite3.Connection) -> str | None:
+            key = (self.namespace, queue, job_id)
+            where = "namespace = ? AND queue = ? AND job_id = ?"
+            row = conn.execute(
+                f"DELETE FROM taskq_jobs WHERE {where} AND state = 'waiting' RETURNING attempt",
+                key,
+            ).fetchone()
+            if row is not None:
+                record = JobRecord(queue, job_id, "cancelled", None, int(row[0]))
+                finish(
+                    conn,
+                    self.namespace,
+                    replace(record, finished_at_ms=self._now()),
+                    self._retention,
+                )
+                return "cancelled"
+            requested = conn.execute(
+                f"UPDATE taskq_jobs SET cancel_requested = 1 WHERE {where} AND state = 'running'",
+                key,
+            ).rowcount
+            return "requested" if requested else None
 
         return self._db.write(write)
 
-    def dead(self, queue: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
+    def jobs(self, queue: str, state: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
+        if state not in _ORDER:
+            raise ValueError(f"state must be one of {', '.join(_ORDER)}, got {state!r}")
+
         def read(conn: sqlite3.Connection) -> list[JobRecord]:
             now = self._now()
             rows = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM taskq_jobs"
-                " WHERE namespace = ? AND queue = ? AND state = 'dead'"
-                " ORDER BY dead_at_ms DESC, rowid DESC LIMIT ? OFFSET ?",
-                (self.namespace, queue, limit, offset),
+                f"SELECT {_JOB_COLUMNS} FROM taskq_jobs WHERE namespace = :ns AND queue = :queue"
+                f" AND {_ORDER[state]} LIMIT :limit OFFSET :offset",
+                {
+                    "ns": self.namespace,
+                    "queue": queue,
+                    "now": now,
+                    "limit": limit,
+                    "offset": offset,
+                },
             ).fetchall()
             return [_record(row, now) for row in rows]
 
         return self._db.read(read)
+
+    def finishes(self, queue: str, job_id: str) -> FinishWaiter:
+        return FinishWaiter(self._db, self.namespace, queue, job_id)
+
+    def rates(self, queue: str, minutes: int = 5) -> list[MinuteCounts]:
+        return self._db.read(lambda conn: rates(conn, self.namespace, queue, self._now(), minutes))
+
+    def dead(self, queue: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
+        return self.jobs(queue, "dead", offset, limit)
 
     def requeue_dead(self, queue: str, job_ids: Sequence[str]) -> int:
         def write(conn: sqlite3.Connection) -> int:
@@ -176,7 +223,8 @@ class SQLiteInspection:
 
 
 def _record(row: Any, now: int) -> JobRecord:
-    queue, job_id, state, body, attempt, due_ms, lease_until_ms, failure = row
+    queue, job_id, state, body, attempt, due_ms, lease_until_ms, failure = row[:8]
+    dead_at_ms, worker, cancel_requested = row[8:]
     if state == "waiting":
         state = "due" if due_ms <= now else "scheduled"
     return JobRecord(
@@ -188,4 +236,7 @@ def _record(row: Any, now: int) -> JobRecord:
         due_at_ms=int(due_ms) if state in ("due", "scheduled") else None,
         lease_until_ms=int(lease_until_ms) if state == "running" else None,
         failure=Failure.unpack(failure) if failure is not None else None,
+        finished_at_ms=int(dead_at_ms) if state == "dead" else None,
+        worker=worker if state == "running" else None,
+        cancel_requested=bool(cancel_requested),
     )

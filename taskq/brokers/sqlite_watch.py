@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from ..errors import BrokerError
@@ -84,3 +85,41 @@ class Watcher:
         self._enqueued = enqueued
         if first_due is not None:  # else another worker claimed it already
             self._wake(max(0, int(first_due) - self._now()))
+
+
+class FinishWaiter:
+    """Waits for one job to leave the waiting and running states (to succeed, be cancelled or
+    die): on its own connection, it reads the job's row only when ``PRAGMA data_version`` says
+    another connection committed."""
+
+    def __init__(self, db: Database, namespace: str, queue: str, job_id: str) -> None:
+        self._conn = db.connect()
+        self._key = (namespace, queue, job_id)
+        self._version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            try:
+                if self._ended():
+                    return True
+            except sqlite3.Error:
+                pass  # locked while another process recovers the WAL: look again
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(POLL_S, left))
+
+    def _ended(self) -> bool:
+        version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        if version == self._version:
+            return False
+        self._version = version
+        row = self._conn.execute(
+            "SELECT state FROM taskq_jobs WHERE namespace = ? AND queue = ? AND job_id = ?",
+            self._key,
+        ).fetchone()
+        return row is None or row[0] == "dead"
+
+    def close(self) -> None:
+        self._conn.close()

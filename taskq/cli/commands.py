@@ -1,15 +1,13 @@
-"""The ``taskq`` subcommands: worker, enqueue and info."""
+"""The ``taskq`` subcommands worker and enqueue (info, jobs and dead have modules of their own)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import sys
 from typing import Any
 
-from ..brokers.base import Inspector
-from ..config import mask_url, parse_duration
+from ..config import parse_duration
 from ..errors import ConfigError
 from ..options import DEFAULT_QUEUE
 from ..worker import Worker, WorkerOptions
@@ -35,6 +33,8 @@ def worker(args: argparse.Namespace) -> int:
         grace=parse_duration(args.grace, "--grace"),
         burst=args.burst,
     )
+    if args.strict and (problems := app.broker.warnings()):
+        raise ConfigError("refusing to start (--strict): " + "; ".join(problems))
     # the flags are checked above, before any child starts: a bad flag is one error and exit
     # code 2 here, not children that fail on start and are restarted forever
     if args.processes != 1:
@@ -67,34 +67,4 @@ def enqueue(args: argparse.Namespace) -> int:
         delay, *positional, **keywords
     )
     print(handle.id)
-    return 0
-
-
-def info(args: argparse.Namespace) -> int:
-    """``taskq info``: counts per queue and the live workers."""
-    app = load_app(args.app)
-    inspector: Inspector = app.inspector
-    queues = {q: inspector.counts(q) for q in inspector.queues()}
-    workers = inspector.workers()
-    if args.json:
-        data = {
-            "broker": mask_url(app.broker.url),
-            "queues": {q: vars(c) for q, c in queues.items()},
-            "workers": [vars(w) | {"queues": list(w.queues)} for w in workers],
-        }
-        json.dump(data, sys.stdout, indent=2)
-        print()
-        return 0
-    print(f"broker  {mask_url(app.broker.url)}  namespace {app.namespace}")
-    print(f"{'queue':<20} {'due':>8} {'scheduled':>10} {'running':>8} {'dead':>8}")
-    for name, c in queues.items():
-        print(f"{name:<20} {c.due:>8} {c.scheduled:>10} {c.running:>8} {c.dead:>8}")
-    if not queues:
-        print("(no queues yet)")
-    print(f"\n{len(workers)} live worker(s)")
-    for w in workers:
-        print(
-            f"  {w.worker}  host {w.host} pid {w.pid}  queues {','.join(w.queues)}  "
-            f"running {w.running}/{w.concurrency}"
-        )
     return 0

@@ -12,6 +12,7 @@ from ..brokers.base import JobRecord
 from ..errors import ConfigError, JobNotFound
 from ..job import Job
 from ..serialization import DecodeError
+from . import render
 from .loader import load_app
 
 PAGE = 500  # dead jobs read per call while scanning a queue
@@ -45,18 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe(record: JobRecord) -> dict[str, Any]:
-    """A dead job as plain data: its task and arguments (when they decode) and its failure."""
-    data: dict[str, Any] = {"id": record.job_id, "queue": record.queue, "attempts": record.attempt}
-    try:
-        job = Job.decode(record.body or b"")
-        data |= {"task": job.task, "args": repr(job.args), "kwargs": repr(job.kwargs)}
-    except DecodeError as exc:
-        data |= {"task": None, "body": (record.body or b"")[:200].hex(), "decode_error": str(exc)}
-    failure = record.failure
-    if failure is not None:
-        data |= {"reason": failure.reason, "error": f"{failure.error_type}: {failure.message}"}
-        data["traceback"] = failure.traceback
-    return data
+    """A dead job as plain data: its task, arguments, failure and when it died."""
+    return render.describe(record) | {"dead_at": render.iso(record.finished_at_ms)}
 
 
 def _all_dead(app: App, queue: str) -> list[JobRecord]:
@@ -75,7 +66,7 @@ def _list(app: App, args: argparse.Namespace) -> int:
         print(f"no dead jobs in queue {args.queue!r}")
     for row in rows:
         task, reason = row.get("task") or "?", row.get("reason", "?")
-        print(f"{row['id']}  {task}  {reason}  {row.get('error', '')}")
+        print(f"{row['id']}  {task}  {reason}  {row['dead_at']}  {row.get('error', '')}")
     return 0
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import BrokerError, ConfigError, EnqueueError, TaskqError
-from . import commands, dead
+from . import commands, dead, info, jobs
 
 USAGE_ERROR = 2  # bad module:app, URL, environment value, task name, JSON or flag
 RUNTIME_ERROR = 1  # the broker failed
@@ -49,6 +49,12 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--burst", action="store_true", help="exit once nothing is waiting or running"
     )
+    worker.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse to start (exit 2) if the broker's settings could lose jobs, e.g. a Redis "
+        "maxmemory-policy other than noeviction",
+    )
     worker.add_argument("--log-format", choices=("text", "json"), default="text")
     worker.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
@@ -77,11 +83,8 @@ def parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--queue", default=None, help="queue (default: the task's)")
     enqueue.set_defaults(run=commands.enqueue)
 
-    info = sub.add_parser("info", help="per queue: due, scheduled, running, dead; live workers")
-    info.add_argument("app", help="module:app")
-    info.add_argument("--json", action="store_true", help="machine-readable output")
-    info.set_defaults(run=commands.info)
-
+    info.add_parser(sub)
+    jobs.add_parser(sub)
     dead.add_parser(sub)
     return top
 

@@ -17,6 +17,8 @@ from .logs import log
 if TYPE_CHECKING:
     from .runner import Worker
 
+FORGET_WAIT = 2.0  # seconds forget() waits for a heartbeat still on its way
+
 
 class Heartbeat:
     """Refreshes the worker's record every ``heartbeat`` seconds; it expires after three misses."""
@@ -25,6 +27,11 @@ class Heartbeat:
         self.worker = worker
         self.inspector = cast(Inspector, worker.broker)
         self.started_at_ms = int(time.time() * 1000)
+        # a heartbeat still on its way when run() is cancelled: forget() waits for it (bounded),
+        # so it neither lands after forget() nor runs on while the broker is being closed; if
+        # it outlasts that wait, it undoes its own write
+        self._inflight: asyncio.Task[None] | None = None
+        self._forgotten = False
 
     def info(self) -> WorkerInfo:
         o = self.worker.options
@@ -44,11 +51,34 @@ class Heartbeat:
         while True:
             try:
                 info = self.info()
-                await self.worker.io(partial(self.inspector.heartbeat, info, ttl_ms))
+                self._inflight = asyncio.create_task(
+                    self.worker.io(partial(self._beat, info, ttl_ms))
+                )
+                self._inflight.add_done_callback(_retrieve)
+                await asyncio.shield(self._inflight)
             except BrokerError as exc:
                 log.debug("heartbeat failed: %s", exc)
             await asyncio.sleep(interval)
 
+    def _beat(self, info: WorkerInfo, ttl_ms: int) -> None:
+        if self._forgotten:
+            return
+        self.inspector.heartbeat(info, ttl_ms)
+        if self._forgotten:  # forget() ran while this write was on its way: undo the write
+            self.inspector.forget_worker(self.worker.id)
+
+    def _forget(self) -> None:
+        self._forgotten = True
+        self.inspector.forget_worker(self.worker.id)
+
     async def forget(self) -> None:
+        if self._inflight is not None and not self._inflight.done():
+            await asyncio.wait([self._inflight], timeout=FORGET_WAIT)
         with contextlib.suppress(BrokerError, RuntimeError):
-            await self.worker.io(partial(self.inspector.forget_worker, self.worker.id))
+            await self.worker.io(self._forget)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a heartbeat's error seen (run() may have stopped awaiting it)."""
+    if not task.cancelled():
+        task.exception()

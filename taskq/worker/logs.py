@@ -18,6 +18,7 @@ MARKS = {
     "exhausted": "❌",
     "dead": "❌",
     "lost": "⛔",
+    "cancelled": "🚫",
     "info": "ℹ️",
     "warning": "⚠️",
 }

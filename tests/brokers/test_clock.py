@@ -95,9 +95,10 @@ def test_a_result_is_kept_for_its_ttl(make: Any, clock: FakeClock) -> None:
     clock.advance(999)
     assert broker.get("q", "a").result == b"r"
     clock.advance(1)
-    assert broker.get("q", "a") is None
+    expired = broker.get("q", "a")  # the finished record outlives the result
+    assert (expired.state, expired.result, expired.result_kept) == ("succeeded", None, True)
     broker.claim(["q"], 1, 1000, "w")  # sweeps it for good
-    assert broker.get("q", "a") is None
+    assert broker.get("q", "a").result is None
 
 
 def test_dead_jobs_older_than_dead_ttl_are_trimmed(make: Any, clock: FakeClock) -> None:

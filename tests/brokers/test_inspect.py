@@ -50,13 +50,15 @@ def test_cancel_removes_only_waiting_jobs(broker: Any) -> None:
     broker.enqueue([item("running", due_at_ms=now - 1000), item("due", due_at_ms=now - 500)])
     broker.enqueue([item("scheduled", delay_ms=60_000)])
     assert claim_one(broker).job_id == "running"
-    assert broker.cancel("q", "scheduled") is True
-    assert broker.cancel("q", "due") is True
-    assert broker.cancel("q", "running") is False
-    assert broker.cancel("q", "dead") is False
-    assert broker.cancel("q", "unknown") is False
-    assert broker.cancel("q", "scheduled") is False
-    assert broker.get("q", "scheduled") is None
+    assert broker.cancel("q", "scheduled") == "cancelled"
+    assert broker.cancel("q", "due") == "cancelled"
+    assert broker.cancel("q", "running") == "requested"
+    assert broker.cancel("q", "dead") is None
+    assert broker.cancel("q", "unknown") is None
+    assert broker.cancel("q", "scheduled") is None
+    record = broker.get("q", "scheduled")
+    assert (record.state, record.body, record.attempt) == ("cancelled", None, 0)
+    assert record.finished_at_ms is not None
     assert broker.counts("q") == QueueCounts(due=0, scheduled=0, running=1, dead=1)
     assert broker.claim(["q"], 10, 1000, "w").next_due_ms is None
 
@@ -159,6 +161,6 @@ def test_namespaces_never_see_each_other(make_broker: MakeBroker) -> None:
     assert claim_one(two).job_id == "a"
     assert two.claim(["q"], 10, 1000, "w").jobs == []
     assert one.counts("q") == QueueCounts(due=1, scheduled=1, running=0, dead=1)
-    assert one.cancel("q", "a") is True
+    assert one.cancel("q", "a") == "cancelled"
     assert two.get("q", "a").state == "running"
     assert two.purge_dead("q") == 0 and one.counts("q").dead == 1

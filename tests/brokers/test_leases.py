@@ -91,15 +91,25 @@ def test_ack_keeps_the_result_for_its_ttl(broker: Any) -> None:
     assert (record.state, record.result) == ("succeeded", b"\x93result")
     assert broker.counts("q") == broker.counts("empty")
     time.sleep(0.3)
-    assert broker.get("q", "a") is None
+    expired = broker.get("q", "a")
+    assert (expired.state, expired.result, expired.result_kept) == ("succeeded", None, True)
 
 
-def test_ack_without_result_forgets_the_job(broker: Any) -> None:
+def test_ack_without_result_keeps_only_a_finished_record(broker: Any) -> None:
     broker.enqueue([item("a"), item("b")])
     a, b = claim_one(broker), claim_one(broker)
+    before = now_ms()
     assert broker.ack([Ack(a.lease), Ack(b.lease, b"kept-for-zero-ms", 0)]) == [True, True]
-    assert broker.get("q", "a") is None
-    assert broker.get("q", "b") is None
+    for job_id in ("a", "b"):
+        record = broker.get("q", job_id)
+        assert (record.state, record.body, record.result, record.result_kept) == (
+            "succeeded",
+            None,
+            None,
+            False,
+        )
+        assert (record.attempt, record.worker) == (1, "worker-1")
+        assert before - 50 <= record.finished_at_ms <= now_ms() + 50
     assert broker.counts("q").running == 0
 
 

@@ -63,7 +63,7 @@ def test_a_newer_schema_version_is_a_config_error(tmp_path: Path) -> None:
     _broker(path).close()
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute(f"PRAGMA user_version = {sqlite_db.SCHEMA_VERSION + 1}")
-    with pytest.raises(ConfigError, match=r"taskq\.db.*schema version 2, newer"):
+    with pytest.raises(ConfigError, match=r"taskq\.db.*schema version 3, newer"):
         _broker(path)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from taskq import App, AsyncTask, JobHandle, Task
+from taskq import App, AsyncTask, CurrentJob, JobHandle, JobInfo, Task, current_job
 
 app = App("memory://")
 
@@ -30,6 +30,18 @@ def uses() -> None:
     value: str = handle.result(timeout=10)
     assert isinstance(greet, Task) and isinstance(fetch, AsyncTask)
     print(local, value, handle.id, handle.status())
+    info: JobInfo = handle.info()
+    cancelled: bool = handle.cancel()
+    print(info.attempts, info.last_error, info.due_at, cancelled)
+
+
+@app.task(result_ttl=0, store_none=True)
+def careful(steps: int) -> None:
+    job: CurrentJob = current_job()
+    for _ in range(steps):
+        if job.cancelled:
+            return
+    print(job.id, job.task, job.queue, job.attempt)
 
 
 async def async_uses() -> None:

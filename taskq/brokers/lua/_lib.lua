@@ -31,3 +31,37 @@ end
 local function owns(tokens, id, token)
   return redis.call('HGET', tokens, id) == token
 end
+
+-- Add `n` to this minute's count `field` ('s' succeeded, 'f' failed) in the `stats` hash: a ring
+-- of 60 slots (t<slot> holds the minute a slot counts), so it never grows.
+local function count_stat(stats, now, field, n)
+  if n == 0 then return end
+  local minute = math.floor(now / 60000)
+  local slot = minute % 60
+  if tonumber(redis.call('HGET', stats, 't' .. slot)) ~= minute then
+    redis.call('HSET', stats, 't' .. slot, minute, 's' .. slot, 0, 'f' .. slot, 0)
+  end
+  redis.call('HINCRBY', stats, field .. slot, n)
+end
+
+-- Keep the finished record of job `id`: `finished` zset id -> ms, `endings` hash id -> msgpack
+-- {state, attempt, worker or false, result kept 1/0}.
+local function record_finished(finished, endings, now, id, state, attempt, worker, kept)
+  redis.call('ZADD', finished, now, id)
+  redis.call('HSET', endings, id, cmsgpack.pack({state, tonumber(attempt or '0'), worker, kept}))
+end
+
+-- Drop finished records older than `ttl` ms or beyond the newest `max` (bounded work per call).
+-- `added`: how many this call just recorded. The trim may drop that many more than the usual
+-- 1000, or a call adding over 1000 would grow the set past `max` for good (found by
+-- tests/faults/test_retention.py); the work stays proportional to the call's own.
+-- The records to drop are the oldest (lowest scores) either way: a few commands drop them all.
+local function trim_finished(finished, endings, now, max, ttl, added)
+  local old = redis.call('ZCOUNT', finished, '-inf', '(' .. (now - ttl))
+  local over = redis.call('ZCARD', finished) - max
+  local drop = math.min(math.max(old, over), 1000 + (added or 0))
+  if drop > 0 then
+    redis.call('HDEL', endings, unpack(redis.call('ZRANGE', finished, 0, drop - 1)))
+    redis.call('ZREMRANGEBYRANK', finished, 0, drop - 1)
+  end
+end

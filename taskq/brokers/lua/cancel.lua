@@ -1,11 +1,24 @@
--- cancel: remove a waiting job and everything kept for it.
+-- cancel: remove a waiting job (keeping a finished record), or ask a running job to stop.
 -- KEYS[1] waiting   KEYS[2] jobs   KEYS[3] attempts   KEYS[4] crashes   KEYS[5] failures
--- ARGV[1] id
--- Returns: 1 if the job was waiting and is gone, else 0.
+-- KEYS[6] running   KEYS[7] cancels   KEYS[8] finished   KEYS[9] endings
+-- ARGV[1] id   ARGV[2] done channel   ARGV[3] most finished records kept   ARGV[4] their ttl ms
+-- Returns: 1 (was waiting, now cancelled), 2 (running: cancel requested), 0 (neither).
 local id = ARGV[1]
-if redis.call('ZREM', KEYS[1], id) == 0 then return 0 end
+if redis.call('ZREM', KEYS[1], id) == 0 then
+  if redis.call('ZSCORE', KEYS[6], id) then
+    redis.call('HSET', KEYS[7], id, 1)
+    return 2
+  end
+  return 0
+end
+local now = now_ms()
+local attempt = redis.call('HGET', KEYS[3], id)
 redis.call('HDEL', KEYS[2], id)
 redis.call('HDEL', KEYS[3], id)
 redis.call('HDEL', KEYS[4], id)
 redis.call('HDEL', KEYS[5], id)
+redis.call('HDEL', KEYS[7], id)
+record_finished(KEYS[8], KEYS[9], now, id, 'cancelled', attempt, false, 0)
+trim_finished(KEYS[8], KEYS[9], now, tonumber(ARGV[3]), tonumber(ARGV[4]))
+redis.call('PUBLISH', ARGV[2], cmsgpack.pack({id}))
 return 1
