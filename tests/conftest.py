@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -97,10 +97,11 @@ def free_port() -> int:
 class RedisServer:
     """A private ``redis-server`` on a free loopback port, for tests that stop or restart it."""
 
-    def __init__(self, appendonly: bool = False) -> None:
+    def __init__(self, appendonly: bool = False, extra: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="taskq-redis-")
         self.appendonly = appendonly
+        self.extra = list(extra)  # more redis-server flags, e.g. ["--appendfsync", "always"]
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -114,7 +115,7 @@ class RedisServer:
                 pytest.fail("CI=true but redis-server is not installed")
             pytest.skip("redis-server is not installed")
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir]
-        args += ["--save", "", "--appendonly", "yes" if self.appendonly else "no"]
+        args += ["--save", "", "--appendonly", "yes" if self.appendonly else "no", *self.extra]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
@@ -131,6 +132,13 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash or power loss would (only what it synced survives)."""
+        if self.process is not None:
+            self.process.kill()
             self.process.wait(10)
             self.process = None
 

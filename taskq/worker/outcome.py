@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 
 from ..app import App
 from ..brokers.base import Ack, Bury, Claimed, Failure, RetryLater
+from ..current import CURRENT, CurrentJob
 from ..job import Job
 from ..retry import decide
 from ..serialization import DecodeError, packb
@@ -29,6 +31,8 @@ class Attempt:
     started: float = field(default_factory=time.monotonic)
     job: Job | None = None
     lost: bool = False  # its lease was lost: whatever it returns is not ours to record
+    # set when a lease renewal reports a cancel request; the task sees it as current_job()
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 def failure_of(exc: BaseException, reason: str = "failed") -> Failure:
@@ -79,17 +83,25 @@ async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: TaskTh
             total,
             extra={"event": "started", **fields},
         )
+    # set in this job's own asyncio task, and copied into its thread by TaskThreads.run
+    token = CURRENT.set(CurrentJob(job.id, job.task, job.queue, claimed.attempt, attempt.cancel))
     try:
         result = await _call(task, job, threads)
-        # None is kept too (as msgpack nil): handle.result() must return it, not raise
-        # JobNotFound for a job that succeeded; result_ttl=0 is how a task keeps nothing
-        encoded = None if task.options.result_ttl <= 0 else packb(result)
+        # None is stored only if asked: the broker's finished record says the job succeeded,
+        # and handle.result() answers None from it; result_ttl=0 is how a task keeps nothing
+        options = task.options
+        keep = options.result_ttl > 0 and (result is not None or options.store_none)
+        encoded = packb(result) if keep else None
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # a task's failure is data, whatever it is
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
+        if attempt.cancel.is_set():
+            return cancelled(attempt, f"{type(exc).__qualname__}: {exc}")
         return _failed(task, job, attempt, exc, fields)
+    finally:
+        CURRENT.reset(token)
     elapsed = (time.monotonic() - attempt.started) * 1000
     if log.isEnabledFor(logging.INFO):
         log.info(
@@ -100,6 +112,19 @@ async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: TaskTh
             extra={"event": "executed", "duration_ms": round(elapsed, 3), **fields},
         )
     return Ack(claimed.lease, encoded, int(task.options.result_ttl * 1000))
+
+
+def cancelled(attempt: Attempt, how: str) -> RetryLater:
+    """The outcome of a job stopped after a cancel request: a retry the broker turns into the
+    end of the job (state ``cancelled``), since a cancel was requested for it."""
+    claimed = attempt.claimed
+    log.info(
+        "cancelled %s (%s)",
+        claimed.job_id,
+        how,
+        extra={"event": "cancelled", "job_id": claimed.job_id, "queue": claimed.queue},
+    )
+    return RetryLater(claimed.lease, 0)
 
 
 async def _call(task: AnyTask, job: Job, threads: TaskThreads) -> Any:

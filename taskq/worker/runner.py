@@ -20,11 +20,12 @@ from ..errors import BrokerError
 from ..retry import Backoff
 from . import outcomes
 from .alarm import Alarm
+from .checks import warn_about_broker
 from .heartbeat import Heartbeat
 from .leases import LeaseKeeper
 from .logs import log
 from .options import WorkerOptions
-from .outcome import Attempt, Outcome, admit, run_attempt
+from .outcome import Attempt, Outcome, admit, cancelled, run_attempt
 from .threads import TaskThreads
 
 T = TypeVar("T")
@@ -77,6 +78,8 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._flushed = asyncio.Event()
         self._announce()
+        # settings that could lose jobs (an evicting Redis) are worth a warning before any work
+        await self.io(partial(warn_about_broker, self.broker))
         loop = self._loop
         stop_watch = self.broker.watch(
             self.options.queues,
@@ -164,7 +167,9 @@ class Worker:
         job_id = claimed.job_id
         attempt = Attempt(claimed)
         self._attempts[job_id] = attempt
-        self.leases.hold(claimed.lease, sent, lambda: self._lost(attempt))
+        self.leases.hold(
+            claimed.lease, sent, lambda: self._lost(attempt), lambda: self._cancel(attempt)
+        )
         self._tasks[job_id] = asyncio.create_task(self._work(attempt))
 
     async def _work(self, attempt: Attempt) -> None:
@@ -178,7 +183,9 @@ class Worker:
                 job, task = admitted
                 outcome = await run_attempt(task, job, attempt, self._threads)
         except asyncio.CancelledError:
-            if not attempt.lost:  # cancelled by shutdown: hand it back, attempt not spent
+            if attempt.cancel.is_set():  # asked to stop: the broker ends it cancelled
+                outcome = cancelled(attempt, "its coroutine was cancelled")
+            elif not attempt.lost:  # cancelled by shutdown: hand it back, attempt not spent
                 outcome = RetryLater(attempt.claimed.lease, 0, count_attempt=False)
         finally:
             del self._tasks[job_id]
@@ -197,6 +204,17 @@ class Worker:
         )
         if task is not None and is_async:
             task.cancel()  # a thread cannot be cancelled: a sync job runs on, its outcome dropped
+
+    def _cancel(self, attempt: Attempt) -> None:
+        """A lease renewal reported a cancel request: cancel an async task; a sync one only
+        sees ``current_job().cancelled`` (a thread cannot be interrupted)."""
+        attempt.cancel.set()
+        task = self._tasks.get(attempt.claimed.job_id)
+        job = attempt.job
+        if task is not None and job is not None:
+            registered = self.app.tasks.get(job.task)
+            if registered is not None and registered.is_async:
+                task.cancel()
 
     def _record(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
