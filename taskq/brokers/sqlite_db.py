@@ -144,7 +144,7 @@ class Database:
             self.path,
             timeout=self.busy_timeout_ms / 1000,  # SQLite's busy_timeout
             isolation_level=None,
-            check_same_thread=False,  # only so that close() may close it from another thread
+            check_same_thread=False,  # so that close() may close a finished thread's connection
         )
         return conn
 
@@ -163,12 +163,19 @@ class Database:
             return conn
 
     def close(self) -> None:
-        """Close every thread's connection; a later call opens new ones."""
+        """Drop every thread's connection; a later call opens new ones.
+
+        Only this thread's connection and those of finished threads are closed here: closing a
+        connection another thread is using can crash the sqlite3 module. The others close when
+        their last reference goes, which is never while a call on them is running.
+        """
         with self._lock:
-            connections = list(self._connections.values())
+            connections = list(self._connections.items())
             self._connections.clear()
-        for conn in connections:
-            conn.close()
+        this = threading.current_thread()
+        for thread, conn in connections:
+            if thread is this or not thread.is_alive():
+                conn.close()
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` outside any explicit transaction, retried while the file is locked."""
