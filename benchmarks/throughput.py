@@ -19,6 +19,7 @@ CONFIGS = (
     ("c=10 (default), JSON info log", ["--log-format", "json"]),
     ("c=50, JSON info log", ["--concurrency", "50", "--log-format", "json"]),
     ("c=10 (default), --log-level warning", ["--log-format", "json", "--log-level", "warning"]),
+    ("--processes 2, c=10, JSON info log", ["--processes", "2", "--log-format", "json"]),
 )
 
 
