@@ -54,11 +54,11 @@ Spawn = Callable[..., Proc]
 class Project:
     """A tasks module for this test's namespace, a test-side App on it, and worker processes."""
 
-    def __init__(self, root: Path, app: App, spawn: Spawn) -> None:
+    def __init__(self, root: Path, app: App, spawn: Spawn, url: str = REDIS_URL) -> None:
         self.root = root
         self.app = app
         self.spawn = spawn
-        self.env = taskq_env(REDIS_URL)
+        self.env = taskq_env(url)
         self.count = 0
         write_tasks(root, app.namespace, TASKS)
         # the test side enqueues by name: same names and signatures, never run here
@@ -95,6 +95,17 @@ def project(tmp_path: Path, redis_app: App) -> Iterator[Project]:
         yield Project(tmp_path, redis_app, spawn)
 
 
+@pytest.fixture(params=["redis", "sqlite"])
+def any_project(
+    request: pytest.FixtureRequest, tmp_path: Path, make_app: Callable[[str], App]
+) -> Iterator[Project]:
+    """A project on Redis, then on the embedded SQLite file (workers share it as processes)."""
+    app = make_app(request.param)
+    url = REDIS_URL if request.param == "redis" else f"sqlite:///{tmp_path / 'taskq.db'}"
+    with processes() as spawn:
+        yield Project(tmp_path, app, spawn, url)
+
+
 def started_by(project: Project, name: str, count: int = 1, timeout: float = 10) -> list[int]:
     """Wait until job ``name`` started ``count`` times; the pids of the workers that ran it."""
 
@@ -113,7 +124,8 @@ def events(proc: Proc, event: str, job_id: str) -> list[dict[str, object]]:
 # -- (a) many workers, many jobs: each runs exactly once ---------------------------------------
 
 
-def test_four_workers_run_two_thousand_jobs_exactly_once(project: Project) -> None:
+def test_four_workers_run_two_thousand_jobs_exactly_once(any_project: Project) -> None:
+    project = any_project
     project.app.tasks["note"].delay_many([((n,), {}) for n in range(2000)])
     workers = [project.worker("--burst", "--concurrency", "8", lease="5s") for _ in range(4)]
     for proc in workers:
@@ -141,7 +153,10 @@ def test_burst_workers_under_a_supervisor_finish_and_exit(project: Project) -> N
 # -- (b) kill -9 in the middle of a job --------------------------------------------------------
 
 
-def test_a_job_whose_worker_is_killed_is_run_by_another_after_the_lease(project: Project) -> None:
+def test_a_job_whose_worker_is_killed_is_run_by_another_after_the_lease(
+    any_project: Project,
+) -> None:
+    project = any_project
     workers = {p.pid: p for p in (project.worker(), project.worker())}
     handle = project.app.tasks["slow"].delay("k", 1.0)
     [victim_pid] = started_by(project, "k")
@@ -195,7 +210,10 @@ def test_a_stop_signal_lets_a_job_within_the_grace_period_finish(
 
 
 @pytest.mark.parametrize("task", ["slow", "aslow"])
-def test_sigterm_hands_back_a_job_longer_than_the_grace_period(project: Project, task: str) -> None:
+def test_sigterm_hands_back_a_job_longer_than_the_grace_period(
+    any_project: Project, task: str
+) -> None:
+    project = any_project
     first = project.worker(grace="500ms")
     handle = project.app.tasks[task].delay("handed-back", 2.5)
     started_by(project, "handed-back")
