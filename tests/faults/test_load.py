@@ -84,12 +84,8 @@ def test_sigterm_under_load_loses_and_duplicates_nothing(
 
 @pytest.fixture
 def aof_redis() -> Iterator[RedisServer]:
-    server = RedisServer(appendonly=True, extra=["--appendfsync", "always"])
-    server.start()
-    try:
+    with RedisServer(appendonly=True, extra=["--appendfsync", "always"]) as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 def test_a_redis_crash_and_restart_under_load_keeps_every_job(

@@ -30,12 +30,8 @@ def note(tag: str) -> None:
 @pytest.fixture
 def persistent_redis() -> Iterator[RedisServer]:
     """A private redis-server with an append-only file, so data outlives a restart."""
-    server = RedisServer(appendonly=True)
-    server.start()
-    try:
+    with RedisServer(appendonly=True) as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 def test_enqueue_to_an_unreachable_broker_fails_after_bounded_retries(

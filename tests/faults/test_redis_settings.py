@@ -28,12 +28,8 @@ def note(tag: str) -> None:
 
 @pytest.fixture
 def lru_redis() -> Iterator[RedisServer]:
-    server = RedisServer(extra=["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"])
-    server.start()
-    try:
+    with RedisServer(extra=["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"]) as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 def test_the_redis_broker_warns_about_an_evicting_policy(

@@ -28,12 +28,8 @@ FAILURE = Failure("RuntimeError", "boom " * 10, "Traceback ... " * 20, "failed")
 
 @pytest.fixture
 def server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 def run_chunk(broker: RedisBroker, start: int) -> None:

@@ -50,12 +50,8 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisS
     tls_port = free_port()
     tls = f"--tls-port {tls_port} --tls-auth-clients no --tls-cert-file {certs}/server.crt"
     tls += f" --tls-key-file {certs}/server.key --tls-ca-cert-file {certs}/ca.crt"
-    server = RedisServer(extra=tls.split())
-    server.start()  # its plain port answers the readiness check
-    try:
+    with RedisServer(extra=tls.split()) as server:  # its plain port answers the readiness check
         yield server, tls_port, certs / "ca.crt"
-    finally:
-        server.cleanup()
 
 
 def _roundtrip(url: str, namespace: str) -> str:
