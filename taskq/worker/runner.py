@@ -195,14 +195,16 @@ class Worker:
         else:
             self._record(outcome)
 
+    def _is_async(self, attempt: Attempt) -> bool:
+        """Whether the attempt runs an ``async`` task (which, unlike a thread, can be cancelled)."""
+        job = attempt.job
+        task = self.app.tasks.get(job.task) if job is not None else None
+        return task is not None and task.is_async
+
     def _lost(self, attempt: Attempt) -> None:
         attempt.lost = True
         task = self._tasks.get(attempt.claimed.job_id)
-        job = attempt.job
-        is_async = (
-            job is not None and (t := self.app.tasks.get(job.task)) is not None and t.is_async
-        )
-        if task is not None and is_async:
+        if task is not None and self._is_async(attempt):
             task.cancel()  # a thread cannot be cancelled: a sync job runs on, its outcome dropped
 
     def _cancel(self, attempt: Attempt) -> None:
@@ -210,11 +212,8 @@ class Worker:
         sees ``current_job().cancelled`` (a thread cannot be interrupted)."""
         attempt.cancel.set()
         task = self._tasks.get(attempt.claimed.job_id)
-        job = attempt.job
-        if task is not None and job is not None:
-            registered = self.app.tasks.get(job.task)
-            if registered is not None and registered.is_async:
-                task.cancel()
+        if task is not None and self._is_async(attempt):
+            task.cancel()
 
     def _record(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
@@ -260,11 +259,7 @@ class Worker:
         for job_id, task in list(self._tasks.items()):
             attempt = self._attempts[job_id]
             log.warning("handing back job %s unfinished (its attempt is not counted)", job_id)
-            if (
-                attempt.job is not None
-                and (t := self.app.tasks.get(attempt.job.task))
-                and t.is_async
-            ):
+            if self._is_async(attempt):
                 task.cancel()
                 cancelled.append(task)
             else:
