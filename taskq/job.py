@@ -15,8 +15,11 @@ DEFAULT_MAX_SIZE = 512 * 1024  # bytes of one encoded job
 
 def new_job_id() -> str:
     """A fresh random job id: 128 random bits as 22 URL-safe characters (short: it is stored
-    with every job in several places)."""
-    return secrets.token_urlsafe(16)
+    with every job in several places), never starting with ``-`` so that it can be passed to the
+    CLI without being read as an option."""
+    while (job_id := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return job_id
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def test_the_main_job_runs_on_the_embedded_default(tmp_path: Path) -> None:
     assert (tmp_path / "taskq.db").exists()
     assert done.stdout.count("processed") == 4
     assert "dead after its retries: RuntimeError: the payload says fail" in done.stdout
-    executed = re.findall(r"✅ executed process \w+", done.stderr)
+    executed = re.findall(r"✅ executed process \S+", done.stderr)
     assert len(executed) == 4
     assert len(re.findall(r"🔄 retrying", done.stderr)) == 3
     assert "❌ exhausted" in done.stderr
