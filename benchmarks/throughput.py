@@ -28,7 +28,7 @@ class Run:
     """One burst run: rates seen by the observer and in the log, and the times around them."""
 
     observed: float  # jobs/s from first claim to last ack, as the broker's counts show
-    logged: float | None  # jobs/s from first "started" to last "executed" log timestamp
+    logged: float | None  # jobs/s between the first and the last "executed" log timestamps
     wall: float  # seconds from spawn to exit
     tail: float  # seconds from the last ack to the process exit
 
@@ -56,9 +56,9 @@ def _burst(settings: Settings, f: Fresh, n: int, flags: list[str], label: str) -
     if not n or first is None or last is None:
         return Run(0.0, None, wall, 0.0)
     events = worker.events()
-    starts = [e["ts"] for e in events if e.get("event") == "started"]
     ends = [e["ts"] for e in events if e.get("event") == "executed"]
-    logged = n / (max(ends) - min(starts)) if starts and ends and max(ends) > min(starts) else None
+    span = max(ends) - min(ends) if ends else 0.0
+    logged = (len(ends) - 1) / span if span > 0 else None
     return Run(n / (last - first), logged, wall, exited - last)
 
 

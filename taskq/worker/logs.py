@@ -39,6 +39,7 @@ class TextFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts``, ``level``, ``event``, ``message`` and the job's fields."""
 
+    _encode = json.JSONEncoder(ensure_ascii=False).encode  # built once, not once per line
     FIELDS = ("job_id", "task", "queue", "attempt", "duration_ms", "delay_s", "error", "reason")
 
     def format(self, record: logging.LogRecord) -> str:
@@ -51,7 +52,18 @@ class JsonFormatter(logging.Formatter):
         for name in self.FIELDS:
             if hasattr(record, name):
                 data[name] = getattr(record, name)
-        return json.dumps(data, ensure_ascii=False)
+        return self._encode(data)
+
+
+def event(level: int, name: str, message: str, *args: object, **fields: Any) -> None:
+    """Log one job event (``name`` picks its mark and is its JSON ``event``) with its fields.
+
+    Cheaper than ``log.info(..., extra=...)``: nothing is built when the level is off, and the
+    record skips the caller lookup (its ``pathname``/``lineno`` say ``taskq.worker``/0).
+    """
+    if log.isEnabledFor(level):
+        fields["event"] = name
+        log.handle(log.makeRecord(log.name, level, log.name, 0, message, args, None, extra=fields))
 
 
 def configure(

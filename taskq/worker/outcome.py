@@ -17,7 +17,7 @@ from ..job import Job
 from ..retry import decide
 from ..serialization import DecodeError, packb
 from ..task import AnyTask
-from .logs import log
+from .logs import event, log
 from .threads import TaskThreads
 
 Outcome = Ack | RetryLater | Bury
@@ -73,16 +73,17 @@ async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: TaskTh
     """Run the task once and decide: ack with the result, retry later, or bury."""
     claimed = attempt.claimed
     fields = {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": claimed.attempt}
-    total = job.max_retries + 1
-    if log.isEnabledFor(logging.INFO):
-        log.info(
-            "started %s %s (attempt %d/%d)",
-            job.task,
-            job.id,
-            claimed.attempt,
-            total,
-            extra={"event": "started", **fields},
-        )
+    # one line per outcome at INFO; the start of each attempt only at DEBUG
+    event(
+        logging.DEBUG,
+        "started",
+        "started %s %s (attempt %d/%d)",
+        job.task,
+        job.id,
+        claimed.attempt,
+        job.max_retries + 1,
+        **fields,
+    )
     # set in this job's own asyncio task, and copied into its thread by TaskThreads.run
     token = CURRENT.set(CurrentJob(job.id, job.task, job.queue, claimed.attempt, attempt.cancel))
     try:
@@ -103,14 +104,16 @@ async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: TaskTh
     finally:
         CURRENT.reset(token)
     elapsed = (time.monotonic() - attempt.started) * 1000
-    if log.isEnabledFor(logging.INFO):
-        log.info(
-            "executed %s %s in %.1fms",
-            job.task,
-            job.id,
-            elapsed,
-            extra={"event": "executed", "duration_ms": round(elapsed, 3), **fields},
-        )
+    event(
+        logging.INFO,
+        "executed",
+        "executed %s %s in %.1fms",
+        job.task,
+        job.id,
+        elapsed,
+        duration_ms=round(elapsed, 3),
+        **fields,
+    )
     return Ack(claimed.lease, encoded, int(task.options.result_ttl * 1000))
 
 
