@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -69,11 +70,19 @@ def admit(app: App, attempt: Attempt) -> tuple[Job, AnyTask] | Bury:
     return job, task
 
 
-async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: TaskThreads) -> Outcome:
-    """Run the task once and decide: ack with the result, retry later, or bury."""
+def _fields(job: Job, attempt: Attempt) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "task": job.task,
+        "queue": job.queue,
+        "attempt": attempt.claimed.attempt,
+    }
+
+
+def begin(job: Job, attempt: Attempt) -> CurrentJob:
+    """Log the start of an attempt (at DEBUG: INFO has one line per outcome) and return what
+    ``current_job()`` answers inside it."""
     claimed = attempt.claimed
-    fields = {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": claimed.attempt}
-    # one line per outcome at INFO; the start of each attempt only at DEBUG
     event(
         logging.DEBUG,
         "started",
@@ -82,39 +91,70 @@ async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: TaskTh
         job.id,
         claimed.attempt,
         job.max_retries + 1,
-        **fields,
+        **_fields(job, attempt),
     )
-    # set in this job's own asyncio task, and copied into its thread by TaskThreads.run
-    token = CURRENT.set(CurrentJob(job.id, job.task, job.queue, claimed.attempt, attempt.cancel))
+    return CurrentJob(job.id, job.task, job.queue, claimed.attempt, attempt.cancel)
+
+
+def sync_context(job: Job, attempt: Attempt) -> contextvars.Context:
+    """Begin an attempt of a plain task: the context its thread runs the call in."""
+    context = contextvars.copy_context()
+    context.run(CURRENT.set, begin(job, attempt))
+    return context
+
+
+async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: TaskThreads) -> Outcome:
+    """Run the task once and decide: ack with the result, retry later, or bury."""
+    timeout = task.options.timeout
     try:
-        result = await _call(task, job, threads)
-        # None is stored only if asked: the broker's finished record says the job succeeded,
-        # and handle.result() answers None from it; result_ttl=0 is how a task keeps nothing
-        options = task.options
-        keep = options.result_ttl > 0 and (result is not None or options.store_none)
-        encoded = packb(result) if keep else None
+        if task.is_async:
+            # set in this job's own asyncio task, so only its coroutine sees it
+            token = CURRENT.set(begin(job, attempt))
+            try:
+                call = task.fn(*job.args, **job.kwargs)
+                value = await (call if timeout is None else asyncio.wait_for(call, timeout))
+            finally:
+                CURRENT.reset(token)
+        else:
+            # a thread cannot be stopped: past its timeout the attempt is failed, the thread runs on
+            future = threads.run(sync_context(job, attempt), task.fn, job.args, job.kwargs)
+            value = await (future if timeout is None else asyncio.wait_for(future, timeout))
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # a task's failure is data, whatever it is
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        if attempt.cancel.is_set():
-            return cancelled(attempt, f"{type(exc).__qualname__}: {exc}")
-        return _failed(task, job, attempt, exc, fields)
-    finally:
-        CURRENT.reset(token)
-    elapsed = (time.monotonic() - attempt.started) * 1000
-    event(
-        logging.INFO,
-        "executed",
-        "executed %s %s in %.1fms",
-        job.task,
-        job.id,
-        elapsed,
-        duration_ms=round(elapsed, 3),
-        **fields,
-    )
-    return Ack(claimed.lease, encoded, int(task.options.result_ttl * 1000))
+        return conclude(task, job, attempt, False, exc)
+    return conclude(task, job, attempt, True, value)
+
+
+def conclude(task: AnyTask, job: Job, attempt: Attempt, ok: bool, value: Any) -> Outcome:
+    """Decide what an attempt's call returned (``ok``) or raised comes to: ack with the result,
+    retry later, or bury."""
+    if ok:
+        # None is stored only if asked: the broker's finished record says the job succeeded,
+        # and handle.result() answers None from it; result_ttl=0 is how a task keeps nothing
+        options = task.options
+        keep = options.result_ttl > 0 and (value is not None or options.store_none)
+        try:
+            encoded = packb(value) if keep else None
+        except Exception as exc:  # a result msgpack cannot carry fails the attempt
+            return conclude(task, job, attempt, False, exc)
+        elapsed = (time.monotonic() - attempt.started) * 1000
+        event(
+            logging.INFO,
+            "executed",
+            "executed %s %s in %.1fms",
+            job.task,
+            job.id,
+            elapsed,
+            duration_ms=round(elapsed, 3),
+            **_fields(job, attempt),
+        )
+        return Ack(attempt.claimed.lease, encoded, int(options.result_ttl * 1000))
+    if isinstance(value, (KeyboardInterrupt, SystemExit)):
+        raise value
+    if attempt.cancel.is_set():
+        return cancelled(attempt, f"{type(value).__qualname__}: {value}")
+    return _failed(task, job, attempt, value, _fields(job, attempt))
 
 
 def cancelled(attempt: Attempt, how: str) -> RetryLater:
@@ -128,16 +168,6 @@ def cancelled(attempt: Attempt, how: str) -> RetryLater:
         extra={"event": "cancelled", "job_id": claimed.job_id, "queue": claimed.queue},
     )
     return RetryLater(claimed.lease, 0)
-
-
-async def _call(task: AnyTask, job: Job, threads: TaskThreads) -> Any:
-    timeout = task.options.timeout
-    if task.is_async:
-        call = task.fn(*job.args, **job.kwargs)
-    else:
-        # a thread cannot be stopped: past its timeout the attempt is failed, the thread runs on
-        call = threads.run(task.fn, job.args, job.kwargs)
-    return await (call if timeout is None else asyncio.wait_for(call, timeout))
 
 
 def _failed(

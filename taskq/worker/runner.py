@@ -11,13 +11,15 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..app import App
 from ..brokers.base import Bury, Claimed, RetryLater
 from ..config import mask_url
 from ..errors import BrokerError
+from ..job import Job
 from ..retry import Backoff
+from ..task import AnyTask
 from . import outcomes
 from .alarm import Alarm
 from .checks import warn_about_broker
@@ -25,7 +27,7 @@ from .heartbeat import Heartbeat
 from .leases import LeaseKeeper
 from .logs import log
 from .options import WorkerOptions
-from .outcome import Attempt, Outcome, admit, cancelled, run_attempt
+from .outcome import Attempt, Outcome, admit, cancelled, conclude, run_attempt, sync_context
 from .threads import TaskThreads
 
 T = TypeVar("T")
@@ -44,7 +46,7 @@ class Worker:
         self._io = ThreadPoolExecutor(4, thread_name_prefix="taskq-io")
         self.leases = LeaseKeeper(self.broker, self.options.lease, self.io)
         self._attempts: dict[str, Attempt] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: dict[str, asyncio.Future[None]] = {}  # running attempts, by job id
         self._pending: list[Outcome] = []
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,26 +172,59 @@ class Worker:
         self.leases.hold(
             claimed.lease, sent, lambda: self._lost(attempt), lambda: self._cancel(attempt)
         )
-        self._tasks[job_id] = asyncio.create_task(self._work(attempt))
+        admitted = admit(self.app, attempt)
+        if isinstance(admitted, Bury):
+            self._record(admitted)
+            return
+        job, task = admitted
+        if task.is_async:
+            self._tasks[job_id] = asyncio.create_task(self._work(attempt, job, task))
+        else:
+            self._run_sync(attempt, job, task)
 
-    async def _work(self, attempt: Attempt) -> None:
-        job_id = attempt.claimed.job_id
+    async def _work(self, attempt: Attempt, job: Job, task: AnyTask) -> None:
+        """Run an async task's attempt in its own asyncio task (which a cancel can stop)."""
         outcome: Outcome | None = None
         try:
-            admitted = admit(self.app, attempt)
-            if isinstance(admitted, Bury):
-                outcome = admitted
-            else:
-                job, task = admitted
-                outcome = await run_attempt(task, job, attempt, self._threads)
+            outcome = await run_attempt(task, job, attempt, self._threads)
         except asyncio.CancelledError:
             if attempt.cancel.is_set():  # asked to stop: the broker ends it cancelled
                 outcome = cancelled(attempt, "its coroutine was cancelled")
             elif not attempt.lost:  # cancelled by shutdown: hand it back, attempt not spent
                 outcome = RetryLater(attempt.claimed.lease, 0, count_attempt=False)
         finally:
-            del self._tasks[job_id]
-            self._slot_free.set()
+            self._ended(attempt, outcome)
+
+    def _run_sync(self, attempt: Attempt, job: Job, task: AnyTask) -> None:
+        """Run a plain task's attempt on a task thread. No asyncio task per job: the thread's
+        callback, or the timeout's if it comes first, records the outcome."""
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()  # what a stopping worker waits for
+        self._tasks[attempt.claimed.job_id] = ended
+        timer: asyncio.TimerHandle | None = None
+
+        def end(ok: bool, value: Any) -> None:
+            if ended.done():  # the timeout came first: the thread ran on, its outcome is moot
+                return
+            ended.set_result(None)
+            if timer is not None:
+                timer.cancel()
+            outcome = None
+            try:
+                outcome = None if attempt.lost else conclude(task, job, attempt, ok, value)
+            finally:  # the slot is freed even if deciding failed (a backoff that raised, say)
+                self._ended(attempt, outcome)
+
+        if task.options.timeout is not None:
+            # a thread cannot be stopped: past its timeout the attempt is failed, it runs on
+            timer = loop.call_later(task.options.timeout, end, False, TimeoutError())
+        self._threads.submit(sync_context(job, attempt), task.fn, job.args, job.kwargs, end)
+
+    def _ended(self, attempt: Attempt, outcome: Outcome | None) -> None:
+        """An attempt stopped holding its slot: record its outcome, or forget a lost one."""
+        job_id = attempt.claimed.job_id
+        del self._tasks[job_id]
+        self._slot_free.set()
         if attempt.lost or outcome is None:
             self._forget(job_id)
         else:
@@ -255,7 +290,7 @@ class Worker:
                 len(self._tasks),
             )
             await asyncio.wait(list(self._tasks.values()), timeout=self.options.grace)
-        cancelled: list[asyncio.Task[None]] = []
+        cancelled: list[asyncio.Future[None]] = []
         for job_id, task in list(self._tasks.items()):
             attempt = self._attempts[job_id]
             log.warning("handing back job %s unfinished (its attempt is not counted)", job_id)

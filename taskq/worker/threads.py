@@ -11,7 +11,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .logs import log
+
 _STOP = None
+
+# called on the event loop with (True, what the call returned) or (False, what it raised)
+Done = Callable[[bool, Any], None]
 
 
 class TaskThreads:
@@ -20,7 +25,7 @@ class TaskThreads:
     def __init__(self, size: int, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._inbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._finished: deque[tuple[asyncio.Future[Any], bool, Any]] = deque()
+        self._finished: deque[tuple[Done, bool, Any]] = deque()
         self._signalled = False
         self._threads = [
             threading.Thread(target=self._serve, name=f"taskq-task-{n}", daemon=True)
@@ -29,12 +34,33 @@ class TaskThreads:
         for thread in self._threads:
             thread.start()
 
+    def submit(
+        self,
+        context: contextvars.Context,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        done: Done,
+    ) -> None:
+        """Start ``fn(*args, **kwargs)`` in ``context`` on a task thread; ``done`` is called on
+        the event loop when it returns or raises."""
+        self._inbox.put((done, context, fn, args, kwargs))
+
     def run(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        context: contextvars.Context,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> asyncio.Future[Any]:
-        """Start ``fn(*args, **kwargs)`` on a task thread, in a copy of the current context."""
+        """Like :meth:`submit`, with a future to await instead of a callback."""
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._inbox.put((future, contextvars.copy_context(), fn, args, kwargs))
+
+        def done(ok: bool, value: Any) -> None:
+            if not future.cancelled():
+                (future.set_result if ok else future.set_exception)(value)
+
+        self.submit(context, fn, args, kwargs, done)
         return future
 
     def stop(self) -> None:
@@ -44,15 +70,11 @@ class TaskThreads:
 
     def _serve(self) -> None:
         while (item := self._inbox.get()) is not _STOP:
-            future, context, fn, args, kwargs = item
+            done, context, fn, args, kwargs = item
             try:
-                outcome: tuple[asyncio.Future[Any], bool, Any] = (
-                    future,
-                    True,
-                    context.run(fn, *args, **kwargs),
-                )
-            except BaseException as exc:  # handed to the awaiting coroutine, whatever it is
-                outcome = (future, False, exc)
+                outcome: tuple[Done, bool, Any] = (done, True, context.run(fn, *args, **kwargs))
+            except BaseException as exc:  # handed to the loop, whatever it is
+                outcome = (done, False, exc)
             self._finished.append(outcome)
             if not self._signalled:
                 self._signalled = True
@@ -66,10 +88,10 @@ class TaskThreads:
         # left behind; a call that saw the flag still set is drained below
         self._signalled = False
         while self._finished:
-            future, ok, value = self._finished.popleft()
-            if future.cancelled():
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+            done, ok, value = self._finished.popleft()
+            try:
+                done(ok, value)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception:  # one bad callback must not strand the rest of the batch
+                log.exception("recording the end of a task call failed")

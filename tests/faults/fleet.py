@@ -112,10 +112,11 @@ class Fleet:
         url: str | None = None,
         **env: str,
     ) -> Proc:
-        """A ``taskq worker`` process with JSON logs and a 50 ms poll interval."""
+        """A ``taskq worker`` process with JSON logs (DEBUG: with each attempt's ``started`` line)
+        and a 50 ms poll interval."""
         self.count += 1
-        args = ["worker", "tasks:app", "--log-format", "json", "--poll-interval", "50ms"]
-        args += ["--lease", lease, "--grace", grace, *flags]
+        args = ["worker", "tasks:app", "--log-format", "json", "--log-level", "debug"]
+        args += ["--poll-interval", "50ms", "--lease", lease, "--grace", grace, *flags]
         log = self.root / f"worker-{self.count}.log"
         return self.spawn(args, self.root, taskq_env(url or self.url, **env), log)
 

@@ -67,8 +67,8 @@ class Project:
 
     def worker(self, *flags: str, lease: str = "1s", grace: str = "5s") -> Proc:
         self.count += 1
-        args = ["worker", "tasks:app", "--log-format", "json", "--poll-interval", "50ms"]
-        args += ["--lease", lease, "--grace", grace, *flags]
+        args = ["worker", "tasks:app", "--log-format", "json", "--log-level", "debug"]
+        args += ["--poll-interval", "50ms", "--lease", lease, "--grace", grace, *flags]
         return self.spawn(args, self.root, self.env, self.root / f"worker-{self.count}.log")
 
     def lines(self, name: str) -> list[str]:
