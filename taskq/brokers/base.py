@@ -90,7 +90,7 @@ class ClaimBatch:
     """What one claim returned, and how long until the next waiting job of those queues is due."""
 
     jobs: list[Claimed]
-    next_due_ms: int | None  # None: nothing waiting at all; 0: more is due now
+    next_due_ms: float | None  # None: nothing waiting at all; 0: more is due now
 
 
 @dataclass(frozen=True)

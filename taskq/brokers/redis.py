@@ -115,7 +115,7 @@ class RedisBroker(RedisInspection):
 
     def claim(self, queues: Sequence[str], limit: int, lease_ms: int, worker: str) -> ClaimBatch:
         jobs: list[Claimed] = []
-        next_due: int | None = None
+        next_due: float | None = None
         with self._errors():
             for queue in queues:
                 k = self.keys.queue(queue)
@@ -128,7 +128,7 @@ class RedisBroker(RedisInspection):
                     job_id, body, token, attempt, crashes = reply[i : i + 5]
                     lease = Lease(queue, job_id.decode(), int(token))
                     jobs.append(Claimed(lease, body, int(attempt), int(crashes)))
-                wait = int(reply[0])
+                wait = int(reply[0]) / 1000  # the script answers in µs
                 if wait >= 0 and (next_due is None or wait < next_due):
                     next_due = wait
         return ClaimBatch(jobs, next_due)

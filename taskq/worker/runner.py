@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from ..app import App
-from ..brokers.base import Bury, Claimed, RetryLater
+from ..brokers.base import Bury, ClaimBatch, Claimed, RetryLater
 from ..config import mask_url
 from ..errors import BrokerError
 from ..job import Job
@@ -33,6 +33,10 @@ from .threads import TaskThreads
 T = TypeVar("T")
 FINAL_FLUSH = 10.0  # seconds a stopping worker keeps trying to record outcomes
 RECONNECT = Backoff(initial=0.1, factor=2.0, cap=5.0, jitter=0.2)
+# A worker waiting for a due time wakes this much before it: the event loop's sleeps end up to
+# 1 ms late (epoll counts whole milliseconds), and a claim sent a little early just finds the
+# job not yet due and is sent again.
+EARLY = 0.0015
 
 
 class Worker:
@@ -105,7 +109,8 @@ class Worker:
 
     def _wake(self, loop: asyncio.AbstractEventLoop, delay_ms: int) -> None:
         """Called from the broker's watch thread: a job was enqueued, due in ``delay_ms``."""
-        loop.call_soon_threadsafe(self._alarm.ring_at, time.monotonic() + delay_ms / 1000)
+        wake_at = time.monotonic() + delay_ms / 1000 - EARLY
+        loop.call_soon_threadsafe(self._alarm.ring_at, wake_at)
 
     def _announce(self) -> None:
         o = self.options
@@ -121,6 +126,7 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         failures = 0
+        lead = 0.0  # seconds the next claim waits on its io thread before it is sent
         o = self.options
         while not self._stopping:
             free = o.concurrency - len(self._tasks)
@@ -128,10 +134,9 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
-            sent = time.monotonic()
+            sent = time.monotonic() + lead
             try:
-                claim = partial(self.broker.claim, o.queues, free, int(o.lease * 1000), self.id)
-                batch = await self.io(claim)
+                batch = await self.io(partial(self._claim, free, lead))
             except BrokerError as exc:
                 failures += 1
                 delay = RECONNECT.delay(failures)
@@ -152,13 +157,30 @@ class Worker:
             # outcomes not yet written count as work: a retry still pending is not waiting yet
             if o.burst and batch.next_due_ms is None and not self._tasks and not self._pending:
                 break
-            wait = o.poll_interval
-            if batch.next_due_ms is not None:
-                # next_due_ms was measured by the broker's clock somewhere between sending the
-                # claim and reading its reply: count it from the midpoint, not from now
-                elapsed = (time.monotonic() - sent) / 2
-                wait = min(wait, batch.next_due_ms / 1000 - elapsed)
-            await self._alarm.sleep(wait)
+            wait = self._idle_wait(batch.next_due_ms, sent)
+            lead = 0.0
+            if wait > 0:
+                await self._alarm.sleep(wait)
+            else:  # due sooner than the event loop can time a sleep: the claim's thread waits
+                lead = min(wait + EARLY, EARLY)
+
+    def _claim(self, free: int, lead: float) -> ClaimBatch:
+        """On an io thread: sleep ``lead`` seconds (to the microsecond, unlike the event loop's
+        timers), then claim up to ``free`` jobs. A claim never takes a job before it is due, so
+        one sent a little early costs a claim, never a job run early."""
+        if lead > 0:
+            time.sleep(lead)
+        o = self.options
+        return self.broker.claim(o.queues, free, int(o.lease * 1000), self.id)
+
+    def _idle_wait(self, next_due_ms: float | None, sent: float) -> float:
+        """Seconds to sleep after a claim sent at ``sent`` found nothing more due now."""
+        if next_due_ms is None:
+            return self.options.poll_interval
+        # next_due_ms was measured by the broker's clock somewhere between sending the claim
+        # and reading its reply: count it from the midpoint, not from now
+        elapsed = (time.monotonic() - sent) / 2
+        return min(self.options.poll_interval, next_due_ms / 1000 - elapsed - EARLY)
 
     def _hand_back_unstarted(self, jobs: list[Claimed]) -> None:
         for claimed in jobs:

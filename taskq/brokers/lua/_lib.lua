@@ -6,6 +6,12 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Microseconds since the epoch by the Redis server's clock (exact in a Lua double).
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
 -- The due time of a job delayed `delay` ms from `now` (the server clock rounded down): a delay
 -- counts from the next whole ms, so a job is never due early; no delay is due at once.
 local function due_after(now, delay)

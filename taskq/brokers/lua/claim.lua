@@ -3,8 +3,9 @@
 -- KEYS[6] tokens (hash id -> fencing token)   KEYS[7] owners (hash id -> worker)
 -- KEYS[8] token sequence (string counter)
 -- ARGV[1] limit   ARGV[2] lease ms   ARGV[3] worker   ARGV[4] most leases to recover
--- Returns: {ms until the next waiting job is due (-1: none), id, body, token, attempt, crashes, ...}
-local now = now_ms()
+-- Returns: {µs until the next waiting job is due (-1: none), id, body, token, attempt, crashes, ...}
+local us = now_us()
+local now = math.floor(us / 1000)  -- what now_ms() answers
 recover(KEYS[2], KEYS[1], KEYS[5], KEYS[6], KEYS[7], now, tonumber(ARGV[4]))
 local out = {0}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
@@ -33,6 +34,7 @@ local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #head == 0 then
   out[1] = -1
 else
-  out[1] = math.max(tonumber(head[2]) - now, 0)
+  -- in µs, not whole ms: a worker sleeping until then must not oversleep by a rounding
+  out[1] = math.max(tonumber(head[2]) * 1000 - us, 0)
 end
 return out
