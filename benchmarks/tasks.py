@@ -13,6 +13,9 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 URL_ENV = "TASKQ_BENCH_URL"  # broker URL of the run
 NAMESPACE_ENV = "TASKQ_BENCH_NAMESPACE"  # a fresh namespace per scenario repetition
 SINK_ENV = "TASKQ_BENCH_SINK"  # where `late` records: a redis:// URL, or a file path
+# loop steps in one ``spin`` call: about 1 ms of pure-Python work (1.0-1.2 ms measured with
+# CPython 3.11 on the 2-core machine the benchmarks were written on, more under load); runs print it
+SPIN_ITERATIONS = 22_000
 
 
 def noop(payload: str = "") -> None:
@@ -22,6 +25,14 @@ def noop(payload: str = "") -> None:
 def sleep(seconds: float) -> None:
     """Hold a worker slot (and the job's lease) for ``seconds``."""
     time.sleep(seconds)
+
+
+def spin(iterations: int = SPIN_ITERATIONS) -> int:
+    """Deterministic pure-Python work (a sum over ``iterations`` steps) that holds the GIL."""
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return total
 
 
 def late(due: float) -> None:
@@ -56,10 +67,11 @@ def _sink() -> Any:
 
 
 def make_app(url: str, namespace: str) -> App:
-    """An App with the benchmark's tasks (``noop``, ``sleep``, ``late``) registered."""
+    """An App with the benchmark's tasks (``noop``, ``sleep``, ``spin``, ``late``) registered."""
     bench = App(url, namespace=namespace)
     bench.task(name="noop")(noop)
     bench.task(name="sleep")(sleep)
+    bench.task(name="spin")(spin)
     bench.task(name="late")(late)
     return bench
 

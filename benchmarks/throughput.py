@@ -1,10 +1,11 @@
-"""No-op jobs/s of one ``taskq worker --burst`` subprocess on jobs enqueued beforehand."""
+"""Jobs/s of ``taskq worker --burst`` subprocesses on no-op or CPU-bound jobs queued beforehand."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
+from . import tasks
 from .common import Fresh, Row, Settings, fresh, median, skipped
 from .enqueue import PAYLOAD
 from .floors import Floor
@@ -21,6 +22,12 @@ CONFIGS = (
     ("c=10 (default), --log-level warning", ["--log-format", "json", "--log-level", "warning"]),
     ("--processes 2, c=10, JSON info log", ["--processes", "2", "--log-format", "json"]),
 )
+# (row label, worker flags) for CPU-bound `spin` jobs: one interpreter holds one GIL
+CPU_CONFIGS = (
+    ("1 process (c=10)", ["--log-format", "json"]),
+    ("--processes 2", ["--processes", "2", "--log-format", "json"]),
+)
+CPU_TARGET = 1.7  # issue 6: --processes 2 completes >= 1.7x the jobs/s of one process
 
 
 @dataclass
@@ -33,9 +40,17 @@ class Run:
     tail: float  # seconds from the last ack to the process exit
 
 
-def _burst(settings: Settings, f: Fresh, n: int, flags: list[str], label: str) -> Run:
+def _burst(
+    settings: Settings,
+    f: Fresh,
+    n: int,
+    flags: list[str],
+    label: str,
+    task: str = "noop",
+    args: tuple[object, ...] = (PAYLOAD,),
+) -> Run:
     if n:
-        f.app.tasks["noop"].delay_many([((PAYLOAD,), {})] * n)
+        f.app.tasks[task].delay_many([(args, {})] * n)
     inspector = f.app.inspector
     log_path = settings.scratch / f"{f.namespace}.log"
     worker = WorkerProcess(f.env, log_path, ["--burst", *flags])
@@ -62,11 +77,55 @@ def _burst(settings: Settings, f: Fresh, n: int, flags: list[str], label: str) -
     return Run(n / (last - first), logged, wall, exited - last)
 
 
+def spin_loop(n: int) -> float:
+    """Calls/s of ``spin()`` in a plain loop in this process: one core's worth of the work."""
+    started = time.perf_counter()
+    for _ in range(n):
+        tasks.spin(tasks.SPIN_ITERATIONS)
+    return n / (time.perf_counter() - started)
+
+
+def _cpu_rows(settings: Settings) -> list[Row]:
+    """One worker process and ``--processes 2`` on ~1 ms ``spin`` jobs, next to a bare loop."""
+    n = settings.size(2500, 400)
+    bare: list[float] = []
+    rates: dict[str, list[float]] = {label: [] for label, _ in CPU_CONFIGS}
+    for _ in range(settings.repeat):
+        bare.append(spin_loop(n))
+        for label, flags in CPU_CONFIGS:
+            with fresh(settings) as f:
+                burst = _burst(settings, f, n, flags, label, "spin", (tasks.SPIN_ITERATIONS,))
+            rates[label].append(burst.observed)
+    floor = median(bare)
+    one, two = (median(rates[label]) for label, _ in CPU_CONFIGS)
+    floor_name = "spin() loop, 1 process"
+    return [
+        Row(
+            "CPU-bound ~1ms jobs/s, 1 process (c=10)",
+            one,
+            "jobs/s",
+            floor,
+            floor_name,
+            f"x{n} jobs; one spin() = {1000 / floor:.2f} ms here",
+        ),
+        Row(
+            "CPU-bound ~1ms jobs/s, --processes 2",
+            two,
+            "jobs/s",
+            floor,
+            floor_name,
+            f"{two / one:.2f} of 1 process (target >= {CPU_TARGET})" if one else "",
+        ),
+    ]
+
+
 def run(settings: Settings, floor: Floor) -> list[Row]:
-    """Rows per worker configuration, each next to a ZPOPMIN-and-call loop over as many items."""
+    """Rows per no-op worker configuration (next to a ZPOPMIN-and-call loop), then CPU-bound."""
     if settings.kind == "memory":
         why = "memory:// lives in one process; a worker subprocess cannot see its jobs"
-        return [skipped(f"no-op jobs/s, {label}", why) for label, _ in CONFIGS]
+        labels = [f"no-op jobs/s, {label}" for label, _ in CONFIGS]
+        labels += [f"CPU-bound ~1ms jobs/s, {label}" for label, _ in CPU_CONFIGS]
+        return [skipped(label, why) for label in labels]
     n = settings.size(3000, 300)
     startup, bare = [], []
     for _ in range(settings.repeat):
@@ -103,4 +162,4 @@ def run(settings: Settings, floor: Floor) -> list[Row]:
                 note,
             )
         )
-    return rows
+    return rows + _cpu_rows(settings)
