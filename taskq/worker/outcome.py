@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,26 +104,67 @@ def sync_context(job: Job, attempt: Attempt) -> contextvars.Context:
     return context
 
 
+def start_sync(
+    task: AnyTask,
+    job: Job,
+    attempt: Attempt,
+    threads: TaskThreads,
+    on_end: Callable[[Outcome | None], None],
+) -> asyncio.Future[None]:
+    """Start an attempt of a plain task on a task thread, with no asyncio task of its own.
+
+    When the call returns or raises, or its timeout passes first (the thread runs on then: it
+    cannot be stopped), the returned future is done and ``on_end`` gets the outcome: ``None``
+    if the lease was lost meanwhile, or if deciding the outcome raised (that error is logged).
+    """
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+    timer: asyncio.TimerHandle | None = None
+
+    def end(ok: bool, value: Any) -> None:
+        if ended.done():  # the timeout came first: what the thread returns later is moot
+            return
+        ended.set_result(None)
+        if timer is not None:
+            timer.cancel()
+        outcome = None
+        try:
+            outcome = None if attempt.lost else conclude(task, job, attempt, ok, value)
+        finally:  # on_end runs even if deciding failed (a backoff that raised, say)
+            on_end(outcome)
+
+    if task.options.timeout is not None:
+        timer = loop.call_later(task.options.timeout, end, False, TimeoutError())
+    threads.submit(sync_context(job, attempt), task.fn, job.args, job.kwargs, end)
+    return ended
+
+
 async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: TaskThreads) -> Outcome:
     """Run the task once and decide: ack with the result, retry later, or bury."""
+    if not task.is_async:
+        decided: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+
+        def settle(outcome: Outcome | None) -> None:
+            if not decided.done():  # an awaiting caller that was cancelled takes nothing
+                decided.set_result(outcome)
+
+        start_sync(task, job, attempt, threads, settle)
+        outcome = await decided
+        if outcome is None:
+            raise RuntimeError(f"job {job.id}: its lease was lost, or deciding its outcome failed")
+        return outcome
     timeout = task.options.timeout
+    # set in this job's own asyncio task, so only its coroutine sees it
+    token = CURRENT.set(begin(job, attempt))
     try:
-        if task.is_async:
-            # set in this job's own asyncio task, so only its coroutine sees it
-            token = CURRENT.set(begin(job, attempt))
-            try:
-                call = task.fn(*job.args, **job.kwargs)
-                value = await (call if timeout is None else asyncio.wait_for(call, timeout))
-            finally:
-                CURRENT.reset(token)
-        else:
-            # a thread cannot be stopped: past its timeout the attempt is failed, the thread runs on
-            future = threads.run(sync_context(job, attempt), task.fn, job.args, job.kwargs)
-            value = await (future if timeout is None else asyncio.wait_for(future, timeout))
+        call = task.fn(*job.args, **job.kwargs)
+        value = await (call if timeout is None else asyncio.wait_for(call, timeout))
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # a task's failure is data, whatever it is
         return conclude(task, job, attempt, False, exc)
+    finally:
+        CURRENT.reset(token)
     return conclude(task, job, attempt, True, value)
 
 

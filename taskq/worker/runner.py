@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..app import App
 from ..brokers.base import Bury, ClaimBatch, Claimed, RetryLater
@@ -27,7 +27,7 @@ from .heartbeat import Heartbeat
 from .leases import LeaseKeeper
 from .logs import log
 from .options import WorkerOptions
-from .outcome import Attempt, Outcome, admit, cancelled, conclude, run_attempt, sync_context
+from .outcome import Attempt, Outcome, admit, cancelled, run_attempt, start_sync
 from .threads import TaskThreads
 
 T = TypeVar("T")
@@ -201,8 +201,9 @@ class Worker:
         job, task = admitted
         if task.is_async:
             self._tasks[job_id] = asyncio.create_task(self._work(attempt, job, task))
-        else:
-            self._run_sync(attempt, job, task)
+        else:  # no asyncio task per job: the thread's callback (or the timeout's) ends it
+            on_end = partial(self._ended, attempt)
+            self._tasks[job_id] = start_sync(task, job, attempt, self._threads, on_end)
 
     async def _work(self, attempt: Attempt, job: Job, task: AnyTask) -> None:
         """Run an async task's attempt in its own asyncio task (which a cancel can stop)."""
@@ -216,31 +217,6 @@ class Worker:
                 outcome = RetryLater(attempt.claimed.lease, 0, count_attempt=False)
         finally:
             self._ended(attempt, outcome)
-
-    def _run_sync(self, attempt: Attempt, job: Job, task: AnyTask) -> None:
-        """Run a plain task's attempt on a task thread. No asyncio task per job: the thread's
-        callback, or the timeout's if it comes first, records the outcome."""
-        loop = asyncio.get_running_loop()
-        ended = loop.create_future()  # what a stopping worker waits for
-        self._tasks[attempt.claimed.job_id] = ended
-        timer: asyncio.TimerHandle | None = None
-
-        def end(ok: bool, value: Any) -> None:
-            if ended.done():  # the timeout came first: the thread ran on, its outcome is moot
-                return
-            ended.set_result(None)
-            if timer is not None:
-                timer.cancel()
-            outcome = None
-            try:
-                outcome = None if attempt.lost else conclude(task, job, attempt, ok, value)
-            finally:  # the slot is freed even if deciding failed (a backoff that raised, say)
-                self._ended(attempt, outcome)
-
-        if task.options.timeout is not None:
-            # a thread cannot be stopped: past its timeout the attempt is failed, it runs on
-            timer = loop.call_later(task.options.timeout, end, False, TimeoutError())
-        self._threads.submit(sync_context(job, attempt), task.fn, job.args, job.kwargs, end)
 
     def _ended(self, attempt: Attempt, outcome: Outcome | None) -> None:
         """An attempt stopped holding its slot: record its outcome, or forget a lost one."""

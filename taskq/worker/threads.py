@@ -46,23 +46,6 @@ class TaskThreads:
         the event loop when it returns or raises."""
         self._inbox.put((done, context, fn, args, kwargs))
 
-    def run(
-        self,
-        context: contextvars.Context,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> asyncio.Future[Any]:
-        """Like :meth:`submit`, with a future to await instead of a callback."""
-        future: asyncio.Future[Any] = self._loop.create_future()
-
-        def done(ok: bool, value: Any) -> None:
-            if not future.cancelled():
-                (future.set_result if ok else future.set_exception)(value)
-
-        self.submit(context, fn, args, kwargs, done)
-        return future
-
     def stop(self) -> None:
         """Let idle threads end; a thread still running a call ends when the call returns."""
         for _ in self._threads:
