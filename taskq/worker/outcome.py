@@ -80,19 +80,28 @@ def _fields(job: Job, attempt: Attempt) -> dict[str, Any]:
     }
 
 
+def _job_event(
+    level: int, name: str, job: Job, attempt: Attempt, message: str, *args: object, **extra: Any
+) -> None:
+    """Log an event of this attempt with the job's fields, built only when ``level`` is on."""
+    if log.isEnabledFor(level):
+        event(level, name, message, *args, **_fields(job, attempt), **extra)
+
+
 def begin(job: Job, attempt: Attempt) -> CurrentJob:
     """Log the start of an attempt (at DEBUG: INFO has one line per outcome) and return what
     ``current_job()`` answers inside it."""
     claimed = attempt.claimed
-    event(
+    _job_event(
         logging.DEBUG,
         "started",
+        job,
+        attempt,
         "started %s %s (attempt %d/%d)",
         job.task,
         job.id,
         claimed.attempt,
         job.max_retries + 1,
-        **_fields(job, attempt),
     )
     return CurrentJob(job.id, job.task, job.queue, claimed.attempt, attempt.cancel)
 
@@ -181,15 +190,16 @@ def conclude(task: AnyTask, job: Job, attempt: Attempt, ok: bool, value: Any) ->
         except Exception as exc:  # a result msgpack cannot carry fails the attempt
             return conclude(task, job, attempt, False, exc)
         elapsed = (time.monotonic() - attempt.started) * 1000
-        event(
+        _job_event(
             logging.INFO,
             "executed",
+            job,
+            attempt,
             "executed %s %s in %.1fms",
             job.task,
             job.id,
             elapsed,
             duration_ms=round(elapsed, 3),
-            **_fields(job, attempt),
         )
         return Ack(attempt.claimed.lease, encoded, int(options.result_ttl * 1000))
     if isinstance(value, (KeyboardInterrupt, SystemExit)):
