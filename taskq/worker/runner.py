@@ -162,7 +162,7 @@ class Worker:
             if wait > 0:
                 await self._alarm.sleep(wait)
             else:  # due sooner than the event loop can time a sleep: the claim's thread waits
-                lead = min(wait + EARLY, EARLY)
+                lead = wait + EARLY  # seconds until due (<= 0: claim at once)
 
     def _claim(self, free: int, lead: float) -> ClaimBatch:
         """On an io thread: sleep ``lead`` seconds (to the microsecond, unlike the event loop's
