@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +20,7 @@ from . import Retention
 from .base import Ack, Bury, ClaimBatch, Claimed, EnqueueItem, Lease, RetryLater
 from .redis_inspect import RedisInspection
 from .redis_keys import NamespaceKeys, QueueKeys
+from .redis_resp import CommandPacker
 from .redis_scripts import Scripts
 from .redis_watch import Watcher
 
@@ -41,6 +43,7 @@ def connect(url: str) -> redis.Redis:
             socket_timeout=15.0,
             socket_keepalive=True,
             health_check_interval=30,
+            command_packer=CommandPacker(),
         )
     except ValueError as exc:
         raise ConfigError(f"bad Redis URL {mask_url(url)}: {exc}") from None
@@ -67,11 +70,33 @@ class RedisBroker(RedisInspection):
         self._raw_url = url
         self.namespace = namespace
         self.retention = retention or Retention()
-        self.client = connect(url)
+        self._shared = connect(url)  # its pool holds the connections of every thread
+        self._local = threading.local()
+        self._clients: list[redis.Redis] = []
         self.keys = NamespaceKeys(namespace)
-        self.scripts = Scripts.register(self.client)
+        self.scripts = Scripts.register(self._shared)
         self._known_queues: set[str] = set()
         self._lock = threading.Lock()
+
+    @property
+    def client(self) -> redis.Redis:
+        """This thread's client, on a connection of its own taken from the pool once.
+
+        A pooled client checks a connection out and back in for every command, and polls its
+        socket each time (three system calls, plus bookkeeping): about 40 µs of CPU per command
+        here, as much as the command itself. A thread keeps its connection instead; a process
+        forked after using it makes its own.
+        """
+        local = self._local
+        pid = os.getpid()
+        if getattr(local, "pid", None) != pid:
+            pool = self._shared.connection_pool
+            local.client = redis.Redis(connection_pool=pool, single_connection_client=True)
+            local.pid = pid
+            with self._lock:
+                self._clients.append(local.client)
+        client: redis.Redis = local.client
+        return client
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -100,7 +125,7 @@ class RedisBroker(RedisInspection):
                         item = items[i]
                         due_at = "" if item.due_at_ms is None else item.due_at_ms
                         args += [item.job_id, item.body, item.delay_ms, due_at]
-                    flags = self.scripts.enqueue(keys, args)
+                    flags = self.scripts.enqueue(keys, args, client=self.client)
                     written.update(zip(chunk, (bool(f) for f in flags), strict=True))
         return [written[i] for i in range(len(items))]
 
@@ -122,7 +147,9 @@ class RedisBroker(RedisInspection):
                 keys = [k.waiting, k.running, k.jobs, k.attempts, k.crashes, k.tokens, k.owners]
                 want = limit - len(jobs)
                 reply = self.scripts.claim(
-                    [*keys, k.seq], [max(want, 0), lease_ms, worker, RECOVER_PER_CLAIM]
+                    [*keys, k.seq],
+                    [max(want, 0), lease_ms, worker, RECOVER_PER_CLAIM],
+                    client=self.client,
                 )
                 for i in range(1, len(reply), 5):
                     job_id, body, token, attempt, crashes = reply[i : i + 5]
@@ -139,7 +166,9 @@ class RedisBroker(RedisInspection):
             args: list[Any] = [lease_ms]
             for lease in chunk:
                 args += [lease.job_id, lease.token]
-            return list(self.scripts.extend([k.running, k.tokens, k.cancels], args))
+            return list(
+                self.scripts.extend([k.running, k.tokens, k.cancels], args, client=self.client)
+            )
 
         return self._per_queue(leases, lambda lease: lease, call, int)
 
@@ -157,7 +186,7 @@ class RedisBroker(RedisInspection):
                 keep = item.result is not None and item.result_ttl_ms > 0
                 ttl = item.result_ttl_ms if keep else 0
                 args += [item.lease.job_id, item.lease.token, ttl, item.result or b""]
-            return list(self.scripts.ack(keys, args))
+            return list(self.scripts.ack(keys, args, client=self.client))
 
         return self._per_queue(items, lambda item: item.lease, call)
 
@@ -171,7 +200,7 @@ class RedisBroker(RedisInspection):
                 failure = item.failure.pack() if item.failure else b""
                 args += [item.lease.job_id, item.lease.token, max(item.delay_ms, 0)]
                 args += [1 if item.count_attempt else 0, failure]
-            return list(self.scripts.retry(keys, args))
+            return list(self.scripts.retry(keys, args, client=self.client))
 
         return self._per_queue(items, lambda item: item.lease, call)
 
@@ -182,7 +211,9 @@ class RedisBroker(RedisInspection):
             args: list[Any] = [k.done, self.retention.dead_max, self.retention.dead_ttl_ms]
             for item in chunk:
                 args += [item.lease.job_id, item.lease.token, item.failure.pack()]
-            return list(self.scripts.bury([*keys, k.failures, k.cancels, k.stats], args))
+            return list(
+                self.scripts.bury([*keys, k.failures, k.cancels, k.stats], args, client=self.client)
+            )
 
         return self._per_queue(items, lambda item: item.lease, call)
 
@@ -193,7 +224,7 @@ class RedisBroker(RedisInspection):
                 k = self.keys.queue(queue)
                 keys = [k.waiting, k.running, k.crashes, k.tokens, k.owners]
                 while True:
-                    count = int(self.scripts.recover(keys, [1000]))
+                    count = int(self.scripts.recover(keys, [1000], client=self.client))
                     total += count
                     if count < 1000:
                         break
@@ -253,4 +284,9 @@ class RedisBroker(RedisInspection):
             return None
 
     def close(self) -> None:
-        self.client.close()
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()  # gives its connection back to the pool
+        self._shared.close()
+        self._shared.connection_pool.disconnect()

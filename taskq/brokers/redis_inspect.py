@@ -23,10 +23,14 @@ def _text(value: Any) -> str:
 class RedisInspection:
     """The :class:`~taskq.brokers.base.Inspector` half of :class:`RedisBroker`."""
 
-    client: redis.Redis
     keys: NamespaceKeys
     scripts: Scripts
     retention: Retention
+
+    @property
+    def client(self) -> redis.Redis:
+        """This thread's Redis client (:attr:`RedisBroker.client`)."""
+        raise NotImplementedError
 
     def _errors(self) -> AbstractContextManager[None]:
         raise NotImplementedError
@@ -38,7 +42,9 @@ class RedisInspection:
     def counts(self, queue: str) -> QueueCounts:
         k = self.keys.queue(queue)
         with self._errors():
-            due, scheduled, running, dead = self.scripts.counts([k.waiting, k.running, k.dead])
+            due, scheduled, running, dead = self.scripts.counts(
+                [k.waiting, k.running, k.dead], client=self.client
+            )
         return QueueCounts(int(due), int(scheduled), int(running), int(dead))
 
     def get(self, queue: str, job_id: str) -> JobRecord | None:
@@ -81,7 +87,7 @@ class RedisInspection:
         retention = self.retention
         args = [job_id, k.done, retention.finished_max, retention.finished_ttl_ms]
         with self._errors():
-            done = int(self.scripts.cancel(keys, args))
+            done = int(self.scripts.cancel(keys, args, client=self.client))
         return {1: "cancelled", 2: "requested"}.get(done)
 
     def jobs(self, queue: str, state: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
@@ -145,14 +151,14 @@ class RedisInspection:
         k = self.keys.queue(queue)
         keys = [k.dead, k.waiting, k.attempts, k.crashes, k.jobs]
         with self._errors():
-            return int(self.scripts.requeue_dead(keys, list(job_ids)))
+            return int(self.scripts.requeue_dead(keys, list(job_ids), client=self.client))
 
     def purge_dead(self, queue: str) -> int:
         k = self.keys.queue(queue)
         keys = [k.dead, k.jobs, k.attempts, k.crashes, k.failures]
         total = 0
         with self._errors():
-            while count := int(self.scripts.purge_dead(keys, [1000])):
+            while count := int(self.scripts.purge_dead(keys, [1000], client=self.client)):
                 total += count
         return total
 
