@@ -59,10 +59,9 @@ class RedisInspection:
             pipe.get(k.result(job_id))
             now, due, lease, dead, finished, *fields, result = pipe.execute()
         body, attempt, failure, owner, cancel, ending = fields
-        now_ms = now[0] * 1000 + now[1] // 1000
         if due is not None or lease is not None or dead is not None:
             row = [due, lease, dead, body, attempt, failure, owner, cancel]
-            return _record(queue, job_id, now_ms, row)
+            return _record(queue, job_id, now[0] * 1_000_000 + now[1], row)
         if finished is not None and ending is not None:
             state, attempts, worker, kept = unpackb(ending)
             return JobRecord(
@@ -96,14 +95,14 @@ class RedisInspection:
         k = self.keys.queue(queue)
         with self._errors():
             seconds, micros = self.client.time()
-            now_ms = seconds * 1000 + micros // 1000
+            now_us = seconds * 1_000_000 + micros
             found: list[tuple[bytes, float]]
             if state == "dead":
                 found = self.client.zrevrange(k.dead, offset, offset + limit - 1, True)  # type: ignore[assignment]
             elif state == "running":
                 found = self.client.zrange(k.running, offset, offset + limit - 1, withscores=True)  # type: ignore[assignment]
             else:
-                low, high = ("-inf", now_ms) if state == "due" else (f"({now_ms}", "+inf")
+                low, high = ("-inf", now_us) if state == "due" else (f"({now_us}", "+inf")
                 found = self.client.zrangebyscore(  # type: ignore[assignment]
                     k.waiting, low, high, start=offset, num=limit, withscores=True
                 )
@@ -118,7 +117,7 @@ class RedisInspection:
         for n, (job_id, score) in enumerate(zip(ids, (s for _, s in found), strict=True)):
             scores: list[Any] = [None, None, None]
             scores[{"running": 1, "dead": 2}.get(state, 0)] = score
-            records.append(_record(queue, job_id, now_ms, [*scores, *(c[n] for c in columns)]))
+            records.append(_record(queue, job_id, now_us, [*scores, *(c[n] for c in columns)]))
         return records
 
     def finishes(self, queue: str, job_id: str) -> FinishWaiter:
@@ -201,8 +200,9 @@ class RedisInspection:
         return found
 
 
-def _record(queue: str, job_id: str, now_ms: int, row: list[Any]) -> JobRecord:
-    """A waiting, running or dead job from its scores and hash fields."""
+def _record(queue: str, job_id: str, now_us: int, row: list[Any]) -> JobRecord:
+    """A waiting, running or dead job from its scores (due in µs, the others in ms) and hash
+    fields, by the server's clock ``now_us``."""
     due, lease, dead, body, attempt, failure, owner, cancel = row
     fields: dict[str, Any] = {
         "body": body,
@@ -211,8 +211,8 @@ def _record(queue: str, job_id: str, now_ms: int, row: list[Any]) -> JobRecord:
         "cancel_requested": bool(cancel),
     }
     if due is not None:
-        state = "due" if due <= now_ms else "scheduled"
-        return JobRecord(queue, job_id, state, due_at_ms=int(due), **fields)
+        state = "due" if due <= now_us else "scheduled"
+        return JobRecord(queue, job_id, state, due_at_ms=int(due // 1000), **fields)
     if lease is not None:
         worker = _text(owner) if owner else None
         return JobRecord(

@@ -12,20 +12,26 @@ local function now_us()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
--- The due time of a job delayed `delay` ms from `now` (the server clock rounded down): a delay
--- counts from the next whole ms, so a job is never due early; no delay is due at once.
-local function due_after(now, delay)
-  if delay > 0 then return now + 1 + delay end
-  return now
+-- The due time, in µs (the unit of the waiting set's scores), of a job delayed `delay` ms from
+-- `us`, the server clock in µs. Scored to the µs, a due time adds no rounding to a job's start
+-- (scored in whole ms, rounded up so as never to be early, it added up to 1 ms).
+local function due_after(us, delay)
+  return us + delay * 1000
 end
 
--- Move up to `limit` running jobs whose lease ended before `now` back to waiting, due now.
+-- The whole ms from `us` to the due time `due` (both in µs), rounded down, never below 0: what a
+-- wake-up message says (a worker woken a little early claims nothing and sleeps again).
+local function ms_until(due, us)
+  return math.max(math.floor((due - us) / 1000), 0)
+end
+
+-- Move up to `limit` running jobs whose lease ended before `now` (ms) back to waiting, due now.
 -- Each recovery counts a crash and drops the token, so the old owner's writes are refused.
 local function recover(running, waiting, crashes, tokens, owners, now, limit)
   local expired = redis.call('ZRANGEBYSCORE', running, '-inf', '(' .. now, 'LIMIT', 0, limit)
   for _, id in ipairs(expired) do
     redis.call('ZREM', running, id)
-    redis.call('ZADD', waiting, now, id)
+    redis.call('ZADD', waiting, now * 1000, id)
     redis.call('HINCRBY', crashes, id, 1)
     redis.call('HDEL', tokens, id)
     redis.call('HDEL', owners, id)

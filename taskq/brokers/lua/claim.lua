@@ -8,7 +8,7 @@ local us = now_us()
 local now = math.floor(us / 1000)  -- what now_ms() answers
 recover(KEYS[2], KEYS[1], KEYS[5], KEYS[6], KEYS[7], now, tonumber(ARGV[4]))
 local out = {0}
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', us, 'LIMIT', 0, tonumber(ARGV[1]))
 if #ids > 0 then
   local lease_end = now + tonumber(ARGV[2])
   local last = redis.call('INCRBY', KEYS[8], #ids)
@@ -35,6 +35,6 @@ if #head == 0 then
   out[1] = -1
 else
   -- in µs, not whole ms: a worker sleeping until then must not oversleep by a rounding
-  out[1] = math.max(tonumber(head[2]) * 1000 - us, 0)
+  out[1] = math.max(tonumber(head[2]) - us, 0)
 end
 return out

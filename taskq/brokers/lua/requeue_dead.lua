@@ -2,11 +2,11 @@
 -- KEYS[1] dead   KEYS[2] waiting   KEYS[3] attempts   KEYS[4] crashes   KEYS[5] jobs
 -- ARGV ids
 -- Returns: how many jobs moved.
-local now = now_ms()
+local us = now_us()
 local moved = 0
 for _, id in ipairs(ARGV) do
   if redis.call('ZREM', KEYS[1], id) == 1 and redis.call('HEXISTS', KEYS[5], id) == 1 then
-    redis.call('ZADD', KEYS[2], now, id)
+    redis.call('ZADD', KEYS[2], us, id)
     redis.call('HDEL', KEYS[3], id)
     redis.call('HDEL', KEYS[4], id)
     moved = moved + 1

@@ -6,7 +6,8 @@
 -- ARGV[1] wake channel   ARGV[2] done channel   ARGV[3] most finished records kept
 -- ARGV[4] their ttl ms, then per job: id, token, delay ms, count attempt (1/0), failure ('' = none)
 -- Returns: one 1 (put back or cancelled) or 0 (refused: stale token) per job.
-local now = now_ms()
+local us = now_us()
+local now = math.floor(us / 1000)  -- what now_ms() answers
 local out = {}
 local soonest = nil
 local failed = 0
@@ -28,7 +29,7 @@ for i = 5, #ARGV, 5 do
       record_finished(KEYS[10], KEYS[11], now, id, 'cancelled', attempt, false, 0)
       cancelled[#cancelled + 1] = id
     else
-      local due = due_after(now, tonumber(ARGV[i + 2]))
+      local due = due_after(us, tonumber(ARGV[i + 2]))
       redis.call('ZADD', KEYS[1], due, id)
       if soonest == nil or due < soonest then soonest = due end
     end
@@ -43,6 +44,6 @@ if #cancelled > 0 then
   redis.call('PUBLISH', ARGV[2], cmsgpack.pack(cancelled))
 end
 if soonest ~= nil then
-  redis.call('PUBLISH', ARGV[1], math.max(soonest - now, 0))
+  redis.call('PUBLISH', ARGV[1], ms_until(soonest, us))
 end
 return out
