@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import msgpack
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -55,6 +56,11 @@ def connect(url: str) -> redis.Redis:
             "TLS certificate verification is OFF for %s (ssl_cert_reqs=none)", mask_url(url)
         )
     return client
+
+
+def _digits(reply: bytes) -> list[int]:
+    """A script's per-item answers, sent as one string of digits."""
+    return [digit - 48 for digit in reply]  # b"0" is 48
 
 
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
@@ -125,7 +131,7 @@ class RedisBroker(RedisInspection):
                         item = items[i]
                         due_at = "" if item.due_at_ms is None else item.due_at_ms
                         args += [item.job_id, item.body, item.delay_ms, due_at]
-                    flags = self.scripts.enqueue(keys, args, client=self.client)
+                    flags = _digits(self.scripts.enqueue(keys, args, client=self.client))
                     written.update(zip(chunk, (bool(f) for f in flags), strict=True))
         return [written[i] for i in range(len(items))]
 
@@ -146,16 +152,17 @@ class RedisBroker(RedisInspection):
                 k = self.keys.queue(queue)
                 keys = [k.waiting, k.running, k.jobs, k.attempts, k.crashes, k.tokens, k.owners]
                 want = limit - len(jobs)
-                reply = self.scripts.claim(
+                packed = self.scripts.claim(
                     [*keys, k.seq],
                     [max(want, 0), lease_ms, worker, RECOVER_PER_CLAIM],
                     client=self.client,
                 )
+                reply = msgpack.unpackb(packed, raw=True)  # Lua strings come as bytes
                 for i in range(1, len(reply), 5):
                     job_id, body, token, attempt, crashes = reply[i : i + 5]
                     lease = Lease(queue, job_id.decode(), int(token))
-                    jobs.append(Claimed(lease, body, int(attempt), int(crashes)))
-                wait = int(reply[0]) / 1000  # the script answers in µs
+                    jobs.append(Claimed(lease, body, attempt, crashes))
+                wait = reply[0] / 1000  # the script answers in µs
                 if wait >= 0 and (next_due is None or wait < next_due):
                     next_due = wait
         return ClaimBatch(jobs, next_due)
@@ -166,7 +173,7 @@ class RedisBroker(RedisInspection):
             args: list[Any] = [lease_ms]
             for lease in chunk:
                 args += [lease.job_id, lease.token]
-            return list(
+            return _digits(
                 self.scripts.extend([k.running, k.tokens, k.cancels], args, client=self.client)
             )
 
@@ -186,7 +193,7 @@ class RedisBroker(RedisInspection):
                 keep = item.result is not None and item.result_ttl_ms > 0
                 ttl = item.result_ttl_ms if keep else 0
                 args += [item.lease.job_id, item.lease.token, ttl, item.result or b""]
-            return list(self.scripts.ack(keys, args, client=self.client))
+            return _digits(self.scripts.ack(keys, args, client=self.client))
 
         return self._per_queue(items, lambda item: item.lease, call)
 
@@ -200,7 +207,7 @@ class RedisBroker(RedisInspection):
                 failure = item.failure.pack() if item.failure else b""
                 args += [item.lease.job_id, item.lease.token, max(item.delay_ms, 0)]
                 args += [1 if item.count_attempt else 0, failure]
-            return list(self.scripts.retry(keys, args, client=self.client))
+            return _digits(self.scripts.retry(keys, args, client=self.client))
 
         return self._per_queue(items, lambda item: item.lease, call)
 
@@ -211,7 +218,7 @@ class RedisBroker(RedisInspection):
             args: list[Any] = [k.done, self.retention.dead_max, self.retention.dead_ttl_ms]
             for item in chunk:
                 args += [item.lease.job_id, item.lease.token, item.failure.pack()]
-            return list(
+            return _digits(
                 self.scripts.bury([*keys, k.failures, k.cancels, k.stats], args, client=self.client)
             )
 

@@ -4,7 +4,8 @@
 -- KEYS[11] stats    KEYS[12..] one result key per job, in ARGV order
 -- ARGV[1] done channel   ARGV[2] most finished records kept   ARGV[3] their time to live ms,
 -- then per job: id, token, result ttl ms (0 = keep none), result bytes
--- Returns: one 1 (finished) or 0 (refused: stale token) per job; publishes the finished ids.
+-- Returns: one digit per job, as one string: 1 (finished) or 0 (refused: stale token); publishes
+-- the finished ids.
 local now = now_ms()
 local out = {}
 local done = {}
@@ -40,4 +41,4 @@ if #done > 0 then
   trim_finished(KEYS[8], KEYS[9], now, tonumber(ARGV[2]), tonumber(ARGV[3]), #done)
   redis.call('PUBLISH', ARGV[1], cmsgpack.pack(done))
 end
-return out
+return table.concat(out)  -- one string to read, not one reply per job

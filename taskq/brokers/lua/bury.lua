@@ -4,7 +4,8 @@
 -- KEYS[10] stats
 -- ARGV[1] done channel   ARGV[2] most dead jobs kept   ARGV[3] dead time to live ms,
 -- then per job: id, token, failure
--- Returns: one 1 (buried) or 0 (refused: stale token) per job; publishes the buried ids.
+-- Returns: one digit per job, as one string: 1 (buried) or 0 (refused: stale token); publishes the
+-- buried ids.
 local now = now_ms()
 local out = {}
 local done = {}
@@ -45,4 +46,4 @@ if #done > 0 then
   count_stat(KEYS[10], now, 'f', #done)
   redis.call('PUBLISH', ARGV[1], cmsgpack.pack(done))
 end
-return out
+return table.concat(out)  -- one string to read, not one reply per job

@@ -3,7 +3,9 @@
 -- KEYS[6] tokens (hash id -> fencing token)   KEYS[7] owners (hash id -> worker)
 -- KEYS[8] token sequence (string counter)
 -- ARGV[1] limit   ARGV[2] lease ms   ARGV[3] worker   ARGV[4] most leases to recover
--- Returns: {µs until the next waiting job is due (-1: none), id, body, token, attempt, crashes, ...}
+-- Returns: msgpack of {µs until the next waiting job is due (-1: none), id, body, token, attempt,
+-- crashes, ...}: one string, which the client unpacks in C (a reply of 5 values per job made a
+-- worker parse them one by one, in Python)
 local us = now_us()
 local now = math.floor(us / 1000)  -- what now_ms() answers
 recover(KEYS[2], KEYS[1], KEYS[5], KEYS[6], KEYS[7], now, tonumber(ARGV[4]))
@@ -37,4 +39,4 @@ else
   -- in µs, not whole ms: a worker sleeping until then must not oversleep by a rounding
   out[1] = math.max(tonumber(head[2]) - us, 0)
 end
-return out
+return cmsgpack.pack(out)

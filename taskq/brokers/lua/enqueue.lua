@@ -3,7 +3,8 @@
 -- KEYS[3] jobs (hash id -> body)        KEYS[4] attempts (hash)   KEYS[5] crashes (hash)
 -- KEYS[6] failures (hash)               KEYS[7] dead (zset)
 -- ARGV[1] wake channel, then per job: id, body, delay ms, due-at ms ('' = use the delay)
--- Returns: one 1 (written) or 0 (a job with that id is waiting or running) per job.
+-- Returns: one digit per job, as one string: 1 (written) or 0 (a job with that id is waiting or
+-- running).
 local us = now_us()
 local written = {}
 local soonest = nil
@@ -32,4 +33,4 @@ end
 if soonest ~= nil then
   redis.call('PUBLISH', ARGV[1], ms_until(soonest, us))
 end
-return written
+return table.concat(written)  -- one string to read, not one reply per job

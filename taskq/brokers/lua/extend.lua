@@ -1,8 +1,8 @@
 -- extend: renew the leases of running jobs whose token is current and whose lease has not ended.
 -- KEYS[1] running   KEYS[2] tokens   KEYS[3] cancels
 -- ARGV[1] lease ms, then per lease: id, token
--- Returns: per lease 0 (refused: stale token or lease already ended), 1 (renewed) or 2 (renewed,
--- and a cancel of the job was requested).
+-- Returns: one digit per lease, as one string: 0 (refused: stale token or lease already ended),
+-- 1 (renewed) or 2 (renewed, and a cancel of the job was requested).
 local now = now_ms()
 local lease_end = now + tonumber(ARGV[1])
 local out = {}
@@ -16,4 +16,4 @@ for i = 2, #ARGV, 2 do
     out[#out + 1] = 0
   end
 end
-return out
+return table.concat(out)  -- one string to read, not one reply per job

@@ -5,7 +5,7 @@
 -- KEYS[11] endings  KEYS[12] stats
 -- ARGV[1] wake channel   ARGV[2] done channel   ARGV[3] most finished records kept
 -- ARGV[4] their ttl ms, then per job: id, token, delay ms, count attempt (1/0), failure ('' = none)
--- Returns: one 1 (put back or cancelled) or 0 (refused: stale token) per job.
+-- Returns: one digit per job, as one string: 1 (put back or cancelled) or 0 (refused: stale token).
 local us = now_us()
 local now = math.floor(us / 1000)  -- what now_ms() answers
 local out = {}
@@ -46,4 +46,4 @@ end
 if soonest ~= nil then
   redis.call('PUBLISH', ARGV[1], ms_until(soonest, us))
 end
-return out
+return table.concat(out)  -- one string to read, not one reply per job
