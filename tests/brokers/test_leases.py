@@ -7,7 +7,7 @@ from typing import Any
 
 from taskq.brokers.base import Ack, Bury, Failure, Lease, RetryLater
 
-from .brokerkit import FAILURE, claim_one, item, now_ms
+from .brokerkit import FAILURE, LONG_LEASE_MS, claim_one, item, now_ms
 
 
 def _stale(lease: Lease) -> Lease:
@@ -119,6 +119,22 @@ def test_ack_twice_or_with_a_stale_token_is_refused(broker: Any) -> None:
     assert broker.ack([Ack(a.lease), Ack(_stale(b.lease))]) == [True, False]
     assert broker.ack([Ack(a.lease)]) == [False]
     assert broker.get("q", "b").state == "running"
+    # twice in one batch: the first ends the lease, so the second is refused
+    assert broker.ack([Ack(b.lease), Ack(b.lease)]) == [True, False]
+
+
+def test_one_ack_batch_finishes_many_jobs_and_keeps_each_ones_result(broker: Any) -> None:
+    """Past a thousand jobs, so a batched script splits its calls (Lua's stack is bounded)."""
+    n = 2500
+    broker.enqueue([item(f"j{i}") for i in range(n)])
+    jobs = broker.claim(["q"], n, LONG_LEASE_MS, "worker-1").jobs
+    assert len(jobs) == n
+    acks = [Ack(j.lease, b"r" if i % 2 else None, 60_000) for i, j in enumerate(jobs)]
+    assert broker.ack(acks) == [True] * n
+    assert broker.counts("q").running == 0
+    for i in (0, 1, n - 1):
+        record = broker.get("q", jobs[i].lease.job_id)
+        assert (record.state, record.result_kept, record.attempt) == ("succeeded", bool(i % 2), 1)
 
 
 def test_retry_after_a_delay_stores_the_failure(broker: Any) -> None:

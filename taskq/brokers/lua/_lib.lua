@@ -39,6 +39,31 @@ local function recover(running, waiting, crashes, tokens, owners, now, limit)
   return #expired
 end
 
+-- Call `command` with `args` (a flat list) after `key` (nil: none), in as few calls as Lua's
+-- stack allows: a batch costs a few calls, not a few per job. `step` is how many arguments make
+-- one item (2 for field-value pairs), so that no call splits an item.
+local function batched(command, key, args, step)
+  local per = 1000 - 1000 % (step or 1)
+  for i = 1, #args, per do
+    local last = math.min(i + per - 1, #args)
+    if key then
+      redis.call(command, key, unpack(args, i, last))
+    else
+      redis.call(command, unpack(args, i, last))
+    end
+  end
+end
+
+-- HMGET of `ids` in `key` (batched like above): a value or false per id, in order.
+local function hmget(key, ids)
+  local out = {}
+  for i = 1, #ids, 1000 do
+    local part = redis.call('HMGET', key, unpack(ids, i, math.min(i + 999, #ids)))
+    for n = 1, #part do out[#out + 1] = part[n] end
+  end
+  return out
+end
+
 -- True when `token` is the current fencing token of running job `id`.
 local function owns(tokens, id, token)
   return redis.call('HGET', tokens, id) == token

@@ -7,36 +7,42 @@
 -- Returns: one digit per job, as one string: 1 (finished) or 0 (refused: stale token); publishes
 -- the finished ids.
 local now = now_ms()
-local out = {}
-local done = {}
-for i = 4, #ARGV, 4 do
-  local id = ARGV[i]
-  if owns(KEYS[5], id, ARGV[i + 1]) then
-    local attempt = redis.call('HGET', KEYS[3], id)
-    local worker = redis.call('HGET', KEYS[6], id)
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HDEL', KEYS[3], id)
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('HDEL', KEYS[5], id)
-    redis.call('HDEL', KEYS[6], id)
-    redis.call('HDEL', KEYS[7], id)
-    redis.call('HDEL', KEYS[10], id)
+local ids = {}
+for i = 4, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
+-- a few commands for the whole batch: per-job commands were most of an ack's cost
+local tokens, attempts, workers = hmget(KEYS[5], ids), hmget(KEYS[3], ids), hmget(KEYS[6], ids)
+local out, done, seen, dropped, finished, endings = {}, {}, {}, {}, {}, {}
+for n, id in ipairs(ids) do
+  local i = 4 * n
+  if tokens[n] == ARGV[i + 1] and not seen[id] then
+    seen[id] = true
     local ttl = tonumber(ARGV[i + 2])
-    local result_key = KEYS[12 + (i - 4) / 4]
+    local result_key = KEYS[11 + n]
     if ttl > 0 then
       redis.call('SET', result_key, ARGV[i + 3], 'PX', ttl)
     else
-      redis.call('DEL', result_key)  -- an earlier job of this id may have kept one
+      dropped[#dropped + 1] = result_key  -- an earlier job of this id may have kept one
     end
-    record_finished(KEYS[8], KEYS[9], now, id, 'succeeded', attempt, worker, ttl > 0 and 1 or 0)
+    finished[#finished + 1] = now
+    finished[#finished + 1] = id
+    endings[#endings + 1] = id
+    -- the finished record, as record_finished() writes it
+    endings[#endings + 1] = cmsgpack.pack(
+      {'succeeded', tonumber(attempts[n] or '0'), workers[n], ttl > 0 and 1 or 0})
     done[#done + 1] = id
-    out[#out + 1] = 1
+    out[n] = 1
   else
-    out[#out + 1] = 0
+    out[n] = 0
   end
 end
 if #done > 0 then
+  batched('ZREM', KEYS[1], done)
+  for _, key in ipairs({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[10]}) do
+    batched('HDEL', key, done)
+  end
+  batched('DEL', nil, dropped)
+  batched('ZADD', KEYS[8], finished, 2)
+  batched('HSET', KEYS[9], endings, 2)
   count_stat(KEYS[11], now, 's', #done)
   trim_finished(KEYS[8], KEYS[9], now, tonumber(ARGV[2]), tonumber(ARGV[3]), #done)
   redis.call('PUBLISH', ARGV[1], cmsgpack.pack(done))

@@ -12,24 +12,36 @@ recover(KEYS[2], KEYS[1], KEYS[5], KEYS[6], KEYS[7], now, tonumber(ARGV[4]))
 local out = {0}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', us, 'LIMIT', 0, tonumber(ARGV[1]))
 if #ids > 0 then
-  local lease_end = now + tonumber(ARGV[2])
+  -- a few commands for the whole batch: per-job commands were most of a claim's cost
+  batched('ZREM', KEYS[1], ids)
+  local bodies, attempts, crashes = hmget(KEYS[3], ids), hmget(KEYS[4], ids), hmget(KEYS[5], ids)
   local last = redis.call('INCRBY', KEYS[8], #ids)
+  local lease_end = now + tonumber(ARGV[2])
+  local running, tokens, owners, counts = {}, {}, {}, {}
   for n, id in ipairs(ids) do
-    redis.call('ZREM', KEYS[1], id)
-    local body = redis.call('HGET', KEYS[3], id)
-    if body then
+    if bodies[n] then  -- an id without a body has nothing to run: it just leaves waiting
       local token = tostring(last - #ids + n)
-      redis.call('ZADD', KEYS[2], lease_end, id)
-      redis.call('HSET', KEYS[6], id, token)
-      redis.call('HSET', KEYS[7], id, ARGV[3])
-      local attempt = redis.call('HINCRBY', KEYS[4], id, 1)
-      local crashes = tonumber(redis.call('HGET', KEYS[5], id) or '0')
+      local attempt = tonumber(attempts[n] or '0') + 1
+      running[#running + 1] = lease_end
+      running[#running + 1] = id
+      tokens[#tokens + 1] = id
+      tokens[#tokens + 1] = token
+      owners[#owners + 1] = id
+      owners[#owners + 1] = ARGV[3]
+      counts[#counts + 1] = id
+      counts[#counts + 1] = attempt
       out[#out + 1] = id
-      out[#out + 1] = body
+      out[#out + 1] = bodies[n]
       out[#out + 1] = token
       out[#out + 1] = attempt
-      out[#out + 1] = crashes
+      out[#out + 1] = tonumber(crashes[n] or '0')
     end
+  end
+  if #running > 0 then
+    batched('ZADD', KEYS[2], running, 2)
+    batched('HSET', KEYS[6], tokens, 2)
+    batched('HSET', KEYS[7], owners, 2)
+    batched('HSET', KEYS[4], counts, 2)
   end
 end
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
