@@ -157,3 +157,27 @@ def test_registering_a_name_twice_is_refused(redis_app: App, greet: Any) -> None
 
         @redis_app.task(name="greet")
         def other() -> None: ...
+
+
+def test_signatures_of_every_shape_are_checked() -> None:
+    """Plain positional calls skip the full bind; a keyword-only parameter, ``*args`` or
+    ``**kwargs`` always gets it, so nothing that does not bind slips through."""
+    app = App("memory://", env={})
+
+    @app.task
+    def keyword_only(a: int, *, k: int) -> None: ...
+
+    @app.task
+    def var_args(*args: int) -> None: ...
+
+    @app.task
+    def var_kwargs(a: int, **kwargs: int) -> None: ...
+
+    with pytest.raises(EnqueueError, match="missing a required argument: 'k'"):
+        keyword_only.delay(1)  # type: ignore[call-arg]
+    keyword_only.delay(1, k=2)
+    var_args.delay(1, 2, 3, 4)
+    var_kwargs.delay(1, x=2)
+    with pytest.raises(EnqueueError, match="too many positional arguments"):
+        var_kwargs.delay(1, 2)  # type: ignore[call-arg]
+    assert app.inspector.counts("default").due == 3
