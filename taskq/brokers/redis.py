@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -80,7 +81,8 @@ class RedisBroker(RedisInspection):
         self.retention = retention or Retention()
         self._shared = connect(url)  # its pool holds the connections of every thread
         self._local = threading.local()
-        self._clients: list[redis.Redis] = []
+        # weak: a thread that ends drops its client, which gives its connection back to the pool
+        self._clients: weakref.WeakSet[redis.Redis] = weakref.WeakSet()
         self.keys = NamespaceKeys(namespace)
         self.scripts = Scripts.register(self._shared)
         self._known_queues: set[str] = set()
@@ -102,7 +104,7 @@ class RedisBroker(RedisInspection):
             local.client = redis.Redis(connection_pool=pool, single_connection_client=True)
             local.pid = pid
             with self._lock:
-                self._clients.append(local.client)
+                self._clients.add(local.client)
         client: redis.Redis = local.client
         return client
 
@@ -294,7 +296,7 @@ class RedisBroker(RedisInspection):
 
     def close(self) -> None:
         with self._lock:
-            clients, self._clients = self._clients, []
+            clients = list(self._clients)
         for client in clients:
             client.close()  # gives its connection back to the pool
         self._shared.close()

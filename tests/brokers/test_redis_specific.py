@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 
@@ -43,6 +44,21 @@ def test_each_thread_keeps_a_connection_of_its_own(redis_app: App) -> None:
     thread.start()
     thread.join()
     assert len(ids["main"]) == 1 and len(ids["other"]) == 1 and ids["main"] != ids["other"]
+
+
+def test_a_thread_that_ends_gives_its_connection_back(redis_app: App) -> None:
+    """A producer starting a thread per request must not leave a connection behind each time."""
+    broker = redis_app.broker
+    assert isinstance(broker, RedisBroker)
+    broker.client.ping()
+    for _ in range(20):
+        thread = threading.Thread(target=lambda: broker.client.ping())
+        thread.start()
+        thread.join()
+    gc.collect()
+    pool = broker.client.connection_pool
+    assert len(pool._in_use_connections) == 1  # type: ignore[attr-defined]  # the main thread's
+    assert len(pool._available_connections) <= 1  # type: ignore[attr-defined]  # reused
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
