@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import gc
 import os
 import threading
@@ -84,6 +85,18 @@ def test_a_forked_process_does_not_share_the_parents_connection(redis_app: App) 
     assert int(broker.client.client_id()) == parent_id  # the parent's connection is intact
 
 
+class Color(str, enum.Enum):
+    RED = "red"
+
+
+class Number(int):
+    pass
+
+
+class Bytes(bytes):
+    pass
+
+
 def test_commands_are_packed_as_redis_py_packs_them() -> None:
     """The lean packer writes what redis-py's own packer writes, and refuses what it refuses."""
     reference = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
@@ -93,6 +106,7 @@ def test_commands_are_packed_as_redis_py_packs_them() -> None:
         ("CONFIG GET", "maxmemory-policy"),  # a two-word command name
         (b"CLIENT ID",),
         ("SET", b"\x00" * 10_000, 1.5, "é", bytearray(b"ab"), memoryview(b"cd"), 2**70),
+        ("SET", Color.RED, Number(7), Bytes(b"v")),  # subclasses take the general path
     ]
     for command in commands:
         assert b"".join(ours.pack(*command)) == b"".join(reference.pack(*command)), command
