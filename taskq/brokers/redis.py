@@ -299,5 +299,4 @@ class RedisBroker(RedisInspection):
             clients = list(self._clients)
         for client in clients:
             client.close()  # gives its connection back to the pool
-        self._shared.close()
-        self._shared.connection_pool.disconnect()
+        self._shared.close()  # made by from_url, it closes the pool (every connection) too
