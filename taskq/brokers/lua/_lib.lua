@@ -81,11 +81,16 @@ local function count_stat(stats, now, field, n)
   redis.call('HINCRBY', stats, field .. slot, n)
 end
 
--- Keep the finished record of job `id`: `finished` zset id -> ms, `endings` hash id -> msgpack
--- {state, attempt, worker or false, result kept 1/0}.
+-- A job's ending, as the `endings` hash keeps it: msgpack {state, attempt, worker or false,
+-- result kept 1/0}.
+local function ending(state, attempt, worker, kept)
+  return cmsgpack.pack({state, tonumber(attempt or '0'), worker, kept})
+end
+
+-- Keep the finished record of job `id`: `finished` zset id -> ms, `endings` hash id -> ending.
 local function record_finished(finished, endings, now, id, state, attempt, worker, kept)
   redis.call('ZADD', finished, now, id)
-  redis.call('HSET', endings, id, cmsgpack.pack({state, tonumber(attempt or '0'), worker, kept}))
+  redis.call('HSET', endings, id, ending(state, attempt, worker, kept))
 end
 
 -- Drop finished records older than `ttl` ms or beyond the newest `max` (bounded work per call).

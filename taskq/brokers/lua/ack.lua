@@ -26,9 +26,7 @@ for n, id in ipairs(ids) do
     finished[#finished + 1] = now
     finished[#finished + 1] = id
     endings[#endings + 1] = id
-    -- the finished record, as record_finished() writes it
-    endings[#endings + 1] = cmsgpack.pack(
-      {'succeeded', tonumber(attempts[n] or '0'), workers[n], ttl > 0 and 1 or 0})
+    endings[#endings + 1] = ending('succeeded', attempts[n], workers[n], ttl > 0 and 1 or 0)
     done[#done + 1] = id
     out[n] = 1
   else
