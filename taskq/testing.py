@@ -99,7 +99,7 @@ def _run_in_own_loop(app: App, claimed: Claimed) -> Outcome:
     """Run one attempt on an event loop of its own (in a thread if the caller has one running)."""
 
     async def attempt() -> Outcome:
-        threads = TaskThreads(1, asyncio.get_running_loop())
+        threads = TaskThreads(1)
         try:
             held = Attempt(claimed)
             admitted = admit(app, held)

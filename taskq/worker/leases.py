@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,7 +30,11 @@ class Held:
 
 
 class LeaseKeeper:
-    """Renews every held lease in one batched call each ``lease/3`` seconds."""
+    """Renews every held lease in one batched call each ``lease/3`` seconds.
+
+    Leases are held and released by the worker's claim thread and renewed on its event loop:
+    ``held`` changes only under ``_lock``, and is read from a copy taken under it.
+    """
 
     def __init__(
         self,
@@ -41,6 +46,7 @@ class LeaseKeeper:
         self.lease_s = lease_s
         self.io = io
         self.held: dict[str, Held] = {}
+        self._lock = threading.Lock()
 
     def hold(
         self,
@@ -53,10 +59,17 @@ class LeaseKeeper:
         ``on_cancel`` runs when a renewal reports that a cancel of the job was requested (so a
         running job hears of a cancel within about ``lease/3``)."""
         valid_until = since + self.lease_s * (1 - SAFETY)
-        self.held[lease.job_id] = Held(lease, valid_until, on_lost, on_cancel)
+        held = Held(lease, valid_until, on_lost, on_cancel)
+        with self._lock:
+            self.held[lease.job_id] = held
 
     def release(self, job_id: str) -> None:
-        self.held.pop(job_id, None)
+        with self._lock:
+            self.held.pop(job_id, None)
+
+    def _snapshot(self) -> list[Held]:
+        with self._lock:
+            return list(self.held.values())
 
     def is_held(self, job_id: str) -> bool:
         return job_id in self.held
@@ -72,7 +85,7 @@ class LeaseKeeper:
                 # wake at a lease's safe end too: checked only every lease/3, a lease cut off
                 # from the broker was given up as late as 0.8 + 1/3 of a lease, after another
                 # worker could reclaim its job (tests/faults/test_fencing.py caught it)
-                ends = [h.valid_until for h in self.held.values()]
+                ends = [h.valid_until for h in self._snapshot()]
                 await asyncio.sleep(max(min([next_renewal, *ends]) - time.monotonic(), 0.001))
                 self.expire_overdue()
                 if time.monotonic() < next_renewal:
@@ -86,7 +99,7 @@ class LeaseKeeper:
 
     async def renew(self) -> None:
         """One round: extend every held lease; give up those refused or past their safe end."""
-        held = list(self.held.values())
+        held = self._snapshot()
         if not held:
             return
         sent = time.monotonic()
@@ -114,12 +127,15 @@ class LeaseKeeper:
     def expire_overdue(self) -> None:
         """Give up every lease past its safe end (called when the broker is unreachable)."""
         now = time.monotonic()
-        for h in list(self.held.values()):
+        for h in self._snapshot():
             if now >= h.valid_until:
                 self._lose(h, "not renewed in time")
 
     def _lose(self, h: Held, why: str) -> None:
-        self.held.pop(h.lease.job_id, None)
+        with self._lock:
+            if self.held.get(h.lease.job_id) is not h:
+                return  # released (its outcome recorded) meanwhile
+            del self.held[h.lease.job_id]
         if log.isEnabledFor(logging.WARNING):
             log.warning(
                 "lost the lease of job %s (%s): another worker may run it; its outcome here is "

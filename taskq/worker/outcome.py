@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,18 @@ class Attempt:
     lost: bool = False  # its lease was lost: whatever it returns is not ours to record
     # set when a lease renewal reports a cancel request; the task sees it as current_job()
     cancel: threading.Event = field(default_factory=threading.Event)
+    # taken by whichever ends the attempt first: its call returning, or its timeout
+    _end: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    ran_for: float | None = None  # seconds a plain task's call took, once it returned
+
+    def elapsed_ms(self) -> float:
+        """How long the attempt ran (so far), in milliseconds."""
+        ran_for = time.monotonic() - self.started if self.ran_for is None else self.ran_for
+        return ran_for * 1000
+
+    def finish(self) -> bool:
+        """Mark the attempt ended; ``False`` if it already was (only the first end counts)."""
+        return self._end.acquire(blocking=False)
 
 
 def failure_of(exc: BaseException, reason: str = "failed") -> Failure:
@@ -113,52 +125,36 @@ def sync_context(job: Job, attempt: Attempt) -> contextvars.Context:
     return context
 
 
-def start_sync(
-    task: AnyTask,
-    job: Job,
-    attempt: Attempt,
-    threads: TaskThreads,
-    on_end: Callable[[Outcome | None], None],
-) -> asyncio.Future[None]:
-    """Start an attempt of a plain task on a task thread, with no asyncio task of its own.
+def call_sync(task: AnyTask, job: Job, attempt: Attempt) -> tuple[bool, Any]:
+    """On a task thread: run a plain task's attempt; ``(True, what it returned)`` or
+    ``(False, what it raised)``."""
+    context = sync_context(job, attempt)
+    try:
+        return True, context.run(task.fn, *job.args, **job.kwargs)
+    except BaseException as exc:  # a task's failure is data, whatever it is
+        return False, exc
+    finally:
+        attempt.ran_for = time.monotonic() - attempt.started
 
-    When the call returns or raises, or its timeout passes first (the thread runs on then: it
-    cannot be stopped), the returned future is done and ``on_end`` gets the outcome: ``None``
-    if the lease was lost meanwhile, or if deciding the outcome raised (that error is logged).
-    """
-    loop = asyncio.get_running_loop()
-    ended: asyncio.Future[None] = loop.create_future()
-    timer: asyncio.TimerHandle | None = None
 
-    def end(ok: bool, value: Any) -> None:
-        if ended.done():  # the timeout came first: what the thread returns later is moot
-            return
-        ended.set_result(None)
-        if timer is not None:
-            timer.cancel()
-        outcome = None
-        try:
-            outcome = None if attempt.lost else conclude(task, job, attempt, ok, value)
-        finally:  # on_end runs even if deciding failed (a backoff that raised, say)
-            on_end(outcome)
-
-    if task.options.timeout is not None:
-        timer = loop.call_later(task.options.timeout, end, False, TimeoutError())
-    threads.submit(sync_context(job, attempt), task.fn, job.args, job.kwargs, end)
-    return ended
+def settle(task: AnyTask, job: Job, attempt: Attempt, ok: bool, value: Any) -> Outcome | None:
+    """What an ended attempt comes to (see :func:`conclude`), or ``None``: its lease was lost
+    meanwhile, or deciding raised (that error is logged). ``KeyboardInterrupt`` and
+    ``SystemExit`` raised by the task are raised again."""
+    if attempt.lost:
+        return None
+    try:
+        return conclude(task, job, attempt, ok, value)
+    except Exception:
+        log.exception("deciding the outcome of job %s failed (it runs again later)", job.id)
+        return None
 
 
 async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: TaskThreads) -> Outcome:
     """Run the task once and decide: ack with the result, retry later, or bury."""
     if not task.is_async:
-        decided: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
-
-        def settle(outcome: Outcome | None) -> None:
-            if not decided.done():  # an awaiting caller that was cancelled takes nothing
-                decided.set_result(outcome)
-
-        start_sync(task, job, attempt, threads, settle)
-        outcome = await decided
+        ok, value = await _call_on_thread(task, job, attempt, threads)
+        outcome = settle(task, job, attempt, ok, value)
         if outcome is None:
             raise RuntimeError(f"job {job.id}: its lease was lost, or deciding its outcome failed")
         return outcome
@@ -177,6 +173,33 @@ async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: TaskTh
     return conclude(task, job, attempt, True, value)
 
 
+async def _call_on_thread(
+    task: AnyTask, job: Job, attempt: Attempt, threads: TaskThreads
+) -> tuple[bool, Any]:
+    """Run a plain task's attempt on a task thread and await its end, or its timeout (the
+    thread runs on then: it cannot be stopped)."""
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[tuple[bool, Any]] = loop.create_future()
+
+    def deliver(result: tuple[bool, Any]) -> None:
+        if not ended.done():  # an awaiting caller that was cancelled takes nothing
+            ended.set_result(result)
+
+    def call() -> None:
+        result = call_sync(task, job, attempt)
+        if attempt.finish():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits it
+                loop.call_soon_threadsafe(deliver, result)
+
+    threads.submit(call)
+    try:
+        return await asyncio.wait_for(asyncio.shield(ended), task.options.timeout)
+    except asyncio.TimeoutError:  # on Python 3.10 it is not the builtin TimeoutError
+        if attempt.finish():
+            return False, TimeoutError()
+        return await ended  # the call ended just as its timeout came
+
+
 def conclude(task: AnyTask, job: Job, attempt: Attempt, ok: bool, value: Any) -> Outcome:
     """Decide what an attempt's call returned (``ok``) or raised comes to: ack with the result,
     retry later, or bury."""
@@ -189,7 +212,7 @@ def conclude(task: AnyTask, job: Job, attempt: Attempt, ok: bool, value: Any) ->
             encoded = packb(value) if keep else None
         except Exception as exc:  # a result msgpack cannot carry fails the attempt
             return conclude(task, job, attempt, False, exc)
-        elapsed = (time.monotonic() - attempt.started) * 1000
+        elapsed = attempt.elapsed_ms()
         _job_event(
             logging.INFO,
             "executed",
@@ -239,7 +262,7 @@ def _failed(
         options.retry_on,
         options.no_retry_on,
     )
-    elapsed = (time.monotonic() - attempt.started) * 1000
+    elapsed = attempt.elapsed_ms()
     error = f"{type(exc).__qualname__}: {exc}"
     left = max(job.max_retries - claimed.attempt + 1, 0)
     log.warning(
