@@ -279,6 +279,22 @@ def test_a_sync_task_over_its_timeout_is_reported_failed_while_it_runs_on(redis_
         release.set()
 
 
+def test_a_sync_task_raising_system_exit_stops_its_worker_and_its_job_is_not_lost(
+    redis_app: App,
+) -> None:
+    @redis_app.task(max_retries=0)
+    def leave() -> None:
+        raise SystemExit(3)
+
+    handle = leave.delay()
+    worker = Worker(redis_app, WorkerOptions(**{**FAST, "lease": 1.0}))
+    asyncio.run(asyncio.wait_for(worker.run(), 10))  # stops by itself, gracefully
+    # nothing recorded: the job stays claimed until its lease ends, and then runs again
+    assert handle.status() == "running"
+    counts = redis_app.inspector.counts("default")
+    assert (counts.due, counts.running, counts.dead) == (0, 1, 0)
+
+
 # -- bad jobs go to the dead-letter store, and the worker goes on -----------------------------
 
 
