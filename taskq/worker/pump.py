@@ -14,17 +14,15 @@ from typing import TYPE_CHECKING
 from ..brokers.base import Bury, Claimed, RetryLater
 from ..errors import BrokerError
 from ..job import Job
-from ..retry import Backoff
 from ..task import AnyTask
 from .logs import log
 from .outcome import Attempt, admit, call_sync
-from .recorder import Recorder
+from .recorder import RECONNECT, Recorder
 
 if TYPE_CHECKING:
     from .runner import Worker
 
 CANCEL_WAIT = 5.0  # seconds a stopping worker waits for the async jobs it cancelled
-RECONNECT = Backoff(initial=0.1, factor=2.0, cap=5.0, jitter=0.2)
 
 
 @dataclass
@@ -283,7 +281,14 @@ def _nothing() -> None:
 
 
 def start(pump: Pump) -> threading.Thread:
-    """Run ``pump`` on a daemon thread of its own."""
-    thread = threading.Thread(target=pump.run, name="taskq-claim", daemon=True)
+    """Run ``pump`` on a daemon thread of its own; the worker stops when the thread ends."""
+
+    def run() -> None:
+        try:
+            pump.run()
+        except Exception:  # a bug: say so; claimed jobs run again when their leases end
+            log.exception("the worker's claim thread failed; the worker stops")
+
+    thread = threading.Thread(target=run, name="taskq-claim", daemon=True)
     thread.start()
     return thread
