@@ -18,14 +18,14 @@ from ..brokers.base import RetryLater
 from ..config import mask_url
 from ..job import Job
 from ..task import AnyTask
-from . import pump
+from . import claimer
 from .checks import warn_about_broker
+from .claimer import Claimer
 from .heartbeat import Heartbeat
 from .leases import LeaseKeeper
 from .logs import log
 from .options import WorkerOptions
 from .outcome import Attempt, Outcome, cancelled, run_attempt
-from .pump import Pump
 from .threads import TaskThreads
 
 T = TypeVar("T")
@@ -34,9 +34,10 @@ T = TypeVar("T")
 class Worker:
     """Runs an app's tasks from the broker until stopped (or, in burst mode, until idle).
 
-    Its claim thread (:class:`~taskq.worker.pump.Pump`) claims jobs and records outcomes; plain
-    tasks run on task threads, async tasks on this worker's event loop, which also renews
-    leases and sends heartbeats.
+    Its claim thread (:class:`~taskq.worker.claimer.Claimer`) claims jobs, and its outcome
+    thread (:class:`~taskq.worker.recorder.Recorder`) records what they came to. Plain tasks
+    run on task threads, async tasks on this worker's event loop, which also renews leases and
+    sends heartbeats.
     """
 
     def __init__(self, app: App, options: WorkerOptions | None = None) -> None:
@@ -46,7 +47,7 @@ class Worker:
         self.broker = app.broker
         self._io = ThreadPoolExecutor(2, thread_name_prefix="taskq-io")
         self.leases = LeaseKeeper(self.broker, self.options.lease, self.io)
-        self.pump = Pump(self)
+        self.claimer = Claimer(self)
         self.threads: TaskThreads | None = None
         self._async: dict[str, asyncio.Task[None]] = {}  # running async attempts, by job id
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -57,12 +58,12 @@ class Worker:
 
     def stop(self) -> None:
         """Ask for a graceful stop (thread-safe): claim nothing more, let running jobs finish."""
-        self.pump.stop()
+        self.claimer.stop()
 
     @property
     def running(self) -> int:
         """How many jobs this worker is running now."""
-        return len(self.pump.running)
+        return len(self.claimer.running)
 
     async def run(self) -> None:
         """Work until :meth:`stop` (or until idle with ``burst``), then shut down gracefully."""
@@ -73,11 +74,11 @@ class Worker:
         await self.io(partial(warn_about_broker, self.broker))
         stop_watch = self.broker.watch(
             self.options.queues,
-            lambda delay_ms: self.pump.wake_at(time.monotonic() + delay_ms / 1000),
+            lambda delay_ms: self.claimer.wake_at(time.monotonic() + delay_ms / 1000),
         )
         heartbeat = Heartbeat(self)
         helpers = [asyncio.create_task(self.leases.run()), asyncio.create_task(heartbeat.run())]
-        claiming = pump.start(self.pump)
+        claiming = claimer.start(self.claimer)
         try:
             # the claim thread ends after the grace period and the last outcomes' write
             await loop.run_in_executor(None, claiming.join)
@@ -114,7 +115,7 @@ class Worker:
     def _start_async(self, started: list[tuple[Attempt, Job, AnyTask]]) -> None:
         for attempt, job, task in started:
             if attempt.lost:  # lost before it could start
-                self.pump.recorder.ended(attempt, None)
+                self.claimer.recorder.ended(attempt, None)
                 continue
             job_id = attempt.claimed.job_id
             self._async[job_id] = asyncio.create_task(self._work(attempt, job, task))
@@ -132,7 +133,7 @@ class Worker:
                 outcome = RetryLater(attempt.claimed.lease, 0, count_attempt=False)
         finally:
             del self._async[attempt.claimed.job_id]
-            self.pump.recorder.ended(attempt, None if attempt.lost else outcome)
+            self.claimer.recorder.ended(attempt, None if attempt.lost else outcome)
 
     def cancel_async(self, attempts: list[Attempt]) -> None:
         """Cancel running async-task attempts (thread-safe); each reports its end as usual."""

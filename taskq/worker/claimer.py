@@ -1,4 +1,4 @@
-"""The worker's claim thread: it records finished attempts and claims due jobs into free slots."""
+"""The worker's claim thread: it claims due jobs into free slots and hands them to run."""
 
 from __future__ import annotations
 
@@ -54,19 +54,19 @@ _STOP = object()
 News = Freed | Wake | object
 
 
-class Pump:
+class Claimer:
     """Runs on a thread of its own: each turn it takes the news (slots freed, wake-ups, a
     stop) and claims up to the free slots in one call.
 
     Plain-task jobs go straight to the task threads, which hand what the call returned to the
-    :class:`~taskq.worker.recorder.Recorder`; async-task jobs start on the worker's event loop.
-    No job costs an event-loop hop. Only this thread touches ``running``; other threads talk
-    to it through its outbox.
+    :class:`~taskq.worker.recorder.Recorder`: such a job costs no event-loop hop. Async-task
+    jobs start on the worker's event loop. Only this thread touches ``running``; other threads
+    talk to it through its inbox.
     """
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
-        self.outbox: queue.SimpleQueue[News] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[News] = queue.SimpleQueue()
         self.running: dict[str, Attempt] = {}  # attempts holding a slot, by job id
         self._recorder: Recorder | None = None
         self._deadlines: list[Deadline] = []
@@ -81,15 +81,15 @@ class Pump:
 
     def freed(self, attempts: list[Attempt]) -> None:
         """The recorder decided these attempts: their slots are free (thread-safe)."""
-        self.outbox.put(Freed(attempts))
+        self.inbox.put(Freed(attempts))
 
     def wake_at(self, at: float) -> None:
         """Claim no later than monotonic time ``at`` (thread-safe)."""
-        self.outbox.put(Wake(at))
+        self.inbox.put(Wake(at))
 
     def stop(self) -> None:
         """Claim nothing more; give running jobs the grace period (thread-safe)."""
-        self.outbox.put(_STOP)
+        self.inbox.put(_STOP)
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -140,13 +140,13 @@ class Pump:
     def _take(self, wait: float | None) -> None:
         """Wait up to ``wait`` seconds for news, then take all there is."""
         try:
-            news = self.outbox.get(timeout=wait) if wait != 0 else self.outbox.get_nowait()
+            news = self.inbox.get(timeout=wait) if wait != 0 else self.inbox.get_nowait()
         except queue.Empty:
             return
         while True:
             self._handle(news)
             try:
-                news = self.outbox.get_nowait()
+                news = self.inbox.get_nowait()
             except queue.Empty:
                 return
 
@@ -280,12 +280,12 @@ def _nothing() -> None:
     pass
 
 
-def start(pump: Pump) -> threading.Thread:
-    """Run ``pump`` on a daemon thread of its own; the worker stops when the thread ends."""
+def start(claimer: Claimer) -> threading.Thread:
+    """Run ``claimer`` on a daemon thread of its own; the worker stops when the thread ends."""
 
     def run() -> None:
         try:
-            pump.run()
+            claimer.run()
         except Exception:  # a bug: say so; claimed jobs run again when their leases end
             log.exception("the worker's claim thread failed; the worker stops")
 
