@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+
+
+class CancelFlag:
+    """Set once, when a cancel of the job is requested; read from any thread.
+
+    A plain attribute, not a ``threading.Event``: nothing waits on it, and an Event (a lock and
+    a condition) cost the worker a few microseconds per job.
+    """
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
 
 
 @dataclass(frozen=True)
@@ -19,7 +37,7 @@ class CurrentJob:
     task: str
     queue: str
     attempt: int  # 1 on the first attempt
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    _cancel: CancelFlag = field(default_factory=CancelFlag, repr=False, compare=False)
 
     @property
     def cancelled(self) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..app import App
 from ..brokers.base import Ack, Bury, Claimed, Failure, RetryLater
-from ..current import CURRENT, CurrentJob
+from ..current import CURRENT, CancelFlag, CurrentJob
 from ..job import Job
 from ..retry import decide
 from ..serialization import DecodeError, packb
@@ -34,7 +34,7 @@ class Attempt:
     job: Job | None = None
     lost: bool = False  # its lease was lost: whatever it returns is not ours to record
     # set when a lease renewal reports a cancel request; the task sees it as current_job()
-    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel: CancelFlag = field(default_factory=CancelFlag)
     # taken by whichever ends the attempt first: its call returning, or its timeout
     _end: threading.Lock = field(default_factory=threading.Lock, repr=False)
     ran_for: float | None = None  # seconds a plain task's call took, once it returned
