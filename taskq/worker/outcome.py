@@ -152,25 +152,32 @@ def settle(task: AnyTask, job: Job, attempt: Attempt, ok: bool, value: Any) -> O
 
 async def run_attempt(task: AnyTask, job: Job, attempt: Attempt, threads: TaskThreads) -> Outcome:
     """Run the task once and decide: ack with the result, retry later, or bury."""
-    if not task.is_async:
+    if task.is_async:
+        ok, value = await call_async(task, job, attempt)
+    else:
         ok, value = await _call_on_thread(task, job, attempt, threads)
-        outcome = settle(task, job, attempt, ok, value)
-        if outcome is None:
-            raise RuntimeError(f"job {job.id}: its lease was lost, or deciding its outcome failed")
-        return outcome
+    outcome = settle(task, job, attempt, ok, value)
+    if outcome is None:
+        raise RuntimeError(f"job {job.id}: its lease was lost, or deciding its outcome failed")
+    return outcome
+
+
+async def call_async(task: AnyTask, job: Job, attempt: Attempt) -> tuple[bool, Any]:
+    """Run an async task's attempt (within its timeout); ``(True, what it returned)`` or
+    ``(False, what it raised)``. A cancel of the awaiting asyncio task is raised."""
     timeout = task.options.timeout
     # set in this job's own asyncio task, so only its coroutine sees it
     token = CURRENT.set(begin(job, attempt))
     try:
         call = task.fn(*job.args, **job.kwargs)
-        value = await (call if timeout is None else asyncio.wait_for(call, timeout))
+        return True, await (call if timeout is None else asyncio.wait_for(call, timeout))
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # a task's failure is data, whatever it is
-        return conclude(task, job, attempt, False, exc)
+        return False, exc
     finally:
         CURRENT.reset(token)
-    return conclude(task, job, attempt, True, value)
+        attempt.ran_for = time.monotonic() - attempt.started
 
 
 async def _call_on_thread(

@@ -25,7 +25,7 @@ from .heartbeat import Heartbeat
 from .leases import LeaseKeeper
 from .logs import log
 from .options import WorkerOptions
-from .outcome import Attempt, Outcome, cancelled, run_attempt
+from .outcome import Attempt, Outcome, call_async, cancelled
 from .threads import TaskThreads
 
 T = TypeVar("T")
@@ -121,19 +121,24 @@ class Worker:
             self._async[job_id] = asyncio.create_task(self._work(attempt, job, task))
 
     async def _work(self, attempt: Attempt, job: Job, task: AnyTask) -> None:
-        """Run an async task's attempt in its own asyncio task (which a cancel can stop)."""
-        assert self.threads is not None
-        outcome: Outcome | None = None
+        """Run an async task's attempt in its own asyncio task (which a cancel can stop); the
+        recorder decides what it comes to, as for a plain task."""
+        recorder = self.claimer.recorder
         try:
-            outcome = await run_attempt(task, job, attempt, self.threads)
+            ok, value = await call_async(task, job, attempt)
         except asyncio.CancelledError:
-            if attempt.cancel.is_set():  # asked to stop: the broker ends it cancelled
+            outcome: Outcome | None = None  # its lease was lost: nothing of it is ours to record
+            if attempt.lost:
+                pass
+            elif attempt.cancel.is_set():  # asked to stop: the broker ends it cancelled
                 outcome = cancelled(attempt, "its coroutine was cancelled")
-            elif not attempt.lost:  # cancelled by shutdown: hand it back, attempt not spent
+            else:  # cancelled by shutdown: hand it back, attempt not spent
                 outcome = RetryLater(attempt.claimed.lease, 0, count_attempt=False)
+            recorder.ended(attempt, outcome)
+        else:
+            recorder.ran(attempt, job, task, ok, value)
         finally:
             del self._async[attempt.claimed.job_id]
-            self.claimer.recorder.ended(attempt, None if attempt.lost else outcome)
 
     def cancel_async(self, attempts: list[Attempt]) -> None:
         """Cancel running async-task attempts (thread-safe); each reports its end as usual."""
