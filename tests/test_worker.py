@@ -279,6 +279,23 @@ def test_a_sync_task_over_its_timeout_is_reported_failed_while_it_runs_on(redis_
         release.set()
 
 
+def test_a_cancelled_run_stops_claiming(redis_app: App) -> None:
+    @redis_app.task
+    def nap() -> None:
+        time.sleep(0.05)
+
+    worker = Worker(redis_app, WorkerOptions(**FAST))
+
+    async def main() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(worker.run(), 0.3)
+
+    asyncio.run(main())  # returns once the worker's claim thread has ended
+    handle = nap.delay()
+    time.sleep(0.3)
+    assert handle.status() == "due"  # nobody claims it any more
+
+
 def test_a_sync_task_raising_system_exit_stops_its_worker_and_its_job_is_not_lost(
     redis_app: App,
 ) -> None:

@@ -82,6 +82,9 @@ class Worker:
         try:
             # the claim thread ends after the grace period and the last outcomes' write
             await loop.run_in_executor(None, claiming.join)
+        except asyncio.CancelledError:
+            self.claimer.stop()  # claim nothing more; what runs is recovered after its lease
+            raise
         finally:
             for helper in helpers:
                 helper.cancel()
