@@ -312,6 +312,19 @@ def test_a_sync_task_raising_system_exit_stops_its_worker_and_its_job_is_not_los
     assert (counts.due, counts.running, counts.dead) == (0, 1, 0)
 
 
+def test_a_worker_keeps_no_timeout_deadlines_of_finished_jobs(redis_app: App) -> None:
+    @redis_app.task(timeout=3600)
+    def quick(x: int) -> int:
+        return x
+
+    handles = quick.delay_many([((i,), {}) for i in range(300)])
+    worker = Worker(redis_app, WorkerOptions(**{**FAST, "burst": True, "concurrency": 4}))
+    asyncio.run(asyncio.wait_for(worker.run(), 20))
+    assert [h.result(timeout=1) for h in handles] == list(range(300))
+    # an hour-long timeout must not keep 300 finished jobs in the worker's memory
+    assert len(worker.claimer._deadlines) <= 2 * 4 + 16
+
+
 # -- bad jobs go to the dead-letter store, and the worker goes on -----------------------------
 
 

@@ -155,6 +155,8 @@ class Claimer:
             for attempt in news.attempts:
                 self.running.pop(attempt.claimed.job_id, None)
             self._idle = False
+            if len(self._deadlines) > 2 * len(self.running) + 16:
+                self._forget_deadlines()
         elif isinstance(news, Wake):  # a job was enqueued, or outcomes written: look again
             self._idle = False
             self._next_claim = min(self._next_claim, news.at)
@@ -243,6 +245,15 @@ class Claimer:
         ok, value = call_sync(task, job, attempt)
         if attempt.finish():
             self.recorder.ran(attempt, job, task, ok, value)
+
+    def _forget_deadlines(self) -> None:
+        """Drop the deadlines of attempts that ended: a long timeout would otherwise keep
+        every finished job of its task in memory until it passed."""
+        live = [
+            d for d in self._deadlines if self.running.get(d.attempt.claimed.job_id) is d.attempt
+        ]
+        heapq.heapify(live)
+        self._deadlines = live
 
     def _expire(self, now: float) -> None:
         """End the plain-task attempts past their timeout (their threads run on: a thread
