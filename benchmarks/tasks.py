@@ -22,6 +22,10 @@ def noop(payload: str = "") -> None:
     """Do nothing with ``payload``: what is left is the framework's own cost per job."""
 
 
+async def anoop(payload: str = "") -> None:
+    """Do nothing, as an ``async def`` task: it runs on the worker's event loop."""
+
+
 def sleep(seconds: float) -> None:
     """Hold a worker slot (and the job's lease) for ``seconds``."""
     time.sleep(seconds)
@@ -67,9 +71,10 @@ def _sink() -> Any:
 
 
 def make_app(url: str, namespace: str) -> App:
-    """An App with the benchmark's tasks (``noop``, ``sleep``, ``spin``, ``late``) registered."""
+    """An App with the benchmark's tasks (``noop``, ``anoop``, ``sleep``, ``spin``, ``late``)."""
     bench = App(url, namespace=namespace)
     bench.task(name="noop")(noop)
+    bench.task(name="anoop")(anoop)
     bench.task(name="sleep")(sleep)
     bench.task(name="spin")(spin)
     bench.task(name="late")(late)

@@ -14,13 +14,18 @@ from .workers import WorkerProcess, interpreter_start
 QUEUE = "default"
 POLL = 0.002  # seconds between the observer's looks at the queue's counts
 
-# (row label, worker flags); per-job log lines go to a file, as in real deployments
+# (row label, worker flags, task); per-job log lines go to a file, as in real deployments
 CONFIGS = (
-    ("c=1, JSON info log to file", ["--concurrency", "1", "--log-format", "json"]),
-    ("c=10 (default), JSON info log", ["--log-format", "json"]),
-    ("c=50, JSON info log", ["--concurrency", "50", "--log-format", "json"]),
-    ("c=10 (default), --log-level warning", ["--log-format", "json", "--log-level", "warning"]),
-    ("--processes 2, c=10, JSON info log", ["--processes", "2", "--log-format", "json"]),
+    ("c=1, JSON info log to file", ["--concurrency", "1", "--log-format", "json"], "noop"),
+    ("c=10 (default), JSON info log", ["--log-format", "json"], "noop"),
+    ("c=50, JSON info log", ["--concurrency", "50", "--log-format", "json"], "noop"),
+    (
+        "c=10 (default), --log-level warning",
+        ["--log-format", "json", "--log-level", "warning"],
+        "noop",
+    ),
+    ("--processes 2, c=10, JSON info log", ["--processes", "2", "--log-format", "json"], "noop"),
+    ("async def task, c=10, JSON info log", ["--log-format", "json"], "anoop"),
 )
 # (row label, worker flags) for CPU-bound `spin` jobs: one interpreter holds one GIL
 CPU_CONFIGS = (
@@ -123,7 +128,7 @@ def run(settings: Settings, floor: Floor) -> list[Row]:
     """Rows per no-op worker configuration (next to a ZPOPMIN-and-call loop), then CPU-bound."""
     if settings.kind == "memory":
         why = "memory:// lives in one process; a worker subprocess cannot see its jobs"
-        labels = [f"no-op jobs/s, {label}" for label, _ in CONFIGS]
+        labels = [f"no-op jobs/s, {label}" for label, _, _ in CONFIGS]
         labels += [f"CPU-bound ~1ms jobs/s, {label}" for label, _ in CPU_CONFIGS]
         return [skipped(label, why) for label in labels]
     n = settings.size(3000, 300)
@@ -141,11 +146,11 @@ def run(settings: Settings, floor: Floor) -> list[Row]:
             "python -c pass",
         )
     ]
-    for label, flags in CONFIGS:
+    for label, flags, task in CONFIGS:
         runs, floors = [], []
         for _ in range(settings.repeat):
             with fresh(settings) as f:
-                runs.append(_burst(settings, f, n, flags, label))
+                runs.append(_burst(settings, f, n, flags, label, task))
             floors.append(floor.pop_loop(n))
         logged = [r.logged for r in runs if r.logged is not None]
         wall = median([r.wall for r in runs]) - median(startup)
