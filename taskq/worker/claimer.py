@@ -60,7 +60,7 @@ class Claimer:
 
     Plain-task jobs go straight to the task threads, which hand what the call returned to the
     :class:`~taskq.worker.recorder.Recorder`: such a job costs no event-loop hop. Async-task
-    jobs start on the worker's event loop. Only this thread touches ``running``; other threads
+    jobs start on the worker's event loop. Only this thread changes ``running``; other threads
     talk to it through its inbox.
     """
 

@@ -26,7 +26,7 @@ _STOP = None
 
 @dataclass
 class Ran:
-    """A plain task's call returned (``ok``) or raised ``value`` (or ran over its timeout)."""
+    """A task's call returned (``ok``) or raised ``value`` (or a plain one ran over its timeout)."""
 
     attempt: Attempt
     job: Job
@@ -65,12 +65,13 @@ class Recorder:
         self._written = written  # called after each batch is written
         self._fatal = fatal  # called when a task raised KeyboardInterrupt or SystemExit
         self._inbox: queue.SimpleQueue[Ran | Ended | None] = queue.SimpleQueue()
-        self.unwritten = 0  # outcomes decided and not yet written (set by this thread only)
+        # outcomes decided and not yet written: the batch's length (set by this thread only)
+        self.unwritten = 0
         self._thread = threading.Thread(target=self._run, name="taskq-record", daemon=True)
         self._thread.start()
 
     def ran(self, attempt: Attempt, job: Job, task: AnyTask, ok: bool, value: Any) -> None:
-        """A plain task's call ended (thread-safe): decide its outcome and write it."""
+        """A task's call ended (thread-safe): decide its outcome and write it."""
         self._inbox.put(Ran(attempt, job, task, ok, value))
 
     def ended(self, attempt: Attempt, outcome: Outcome | None) -> None:
@@ -99,7 +100,6 @@ class Recorder:
                 give_up_at = self._take(batch, None, give_up_at)
             if not batch:
                 continue
-            self.unwritten = len(batch)
             try:
                 outcomes.write(self.broker, batch)
             except BrokerError as exc:

@@ -15,7 +15,7 @@ class TaskThreads:
     """A bounded pool of task threads; a call runs to its end on one of them.
 
     Unlike ``ThreadPoolExecutor`` it makes no future per call: whoever submits a call says in
-    the call itself where its result goes (the worker's outbox, an event loop), so a finished
+    the call itself where its result goes (the worker's recorder, an event loop), so a finished
     job costs no hop through an event loop.
     """
 
