@@ -3,7 +3,7 @@
 Keys of one queue share the hash tag ``{queue}``, so a queue lives in one Redis Cluster slot and
 every script touches one slot::
 
-    {ns}:{q}:waiting     zset  job id -> due time (ms)          scheduled and due jobs
+    {ns}:{q}:waiting     zset  job id -> due time (µs)          scheduled and due jobs
     {ns}:{q}:running     zset  job id -> lease end (ms)          claimed jobs
     {ns}:{q}:jobs        hash  job id -> msgpack job envelope    waiting, running and dead jobs
     {ns}:{q}:attempts    hash  job id -> claims so far
