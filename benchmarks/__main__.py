@@ -75,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(SCENARIOS)
     started = time.perf_counter()
     rows: list[Row] = []
+    failed = False  # a scenario that raised, or a broker that cannot be opened: exit status 1
     problem = probe(settings)
     try:
         if problem is not None:
+            failed = True
             rows = [skipped(name, f"broker cannot be opened ({problem})") for name in names]
         else:
             floor = floor_for(settings)
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                     try:
                         rows += SCENARIOS[name](settings, floor)
                     except Exception as exc:
+                        failed = True
                         traceback.print_exc()
                         rows.append(skipped(name, f"failed: {type(exc).__name__}: {exc}"))
             finally:
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{mode}median of {repeat} run(s); {time.perf_counter() - started:.0f}s"
     )
     print(render(rows))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

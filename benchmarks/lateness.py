@@ -23,7 +23,7 @@ def _stream(f: Fresh, stop: threading.Event, rate: list[float]) -> None:
     """Enqueue no-op jobs at :data:`LOAD_RATE` (in batches: one producer thread could not send
     that many one by one) until ``stop``; appends the rate it reached to ``rate``."""
     noop = f.app.tasks["noop"]
-    batch = [((PAYLOAD,), {})] * LOAD_BATCH
+    batch: list[tuple[tuple[str], dict[str, str]]] = [((PAYLOAD,), {})] * LOAD_BATCH
     started = time.perf_counter()
     sent = 0
     while not stop.is_set():

@@ -100,7 +100,9 @@ class Soak:
         return proc
 
     def owners(self) -> dict[str, str]:
-        owners = self.client.hgetall(NamespaceKeys(self.namespace).queue("default").owners)
+        owners: dict[bytes, bytes] = self.client.hgetall(  # type: ignore[assignment]
+            NamespaceKeys(self.namespace).queue("default").owners
+        )
         return {k.decode(): v.decode() for k, v in owners.items()}
 
     def kill_one(self, rng: random.Random) -> None:
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         for start in range(0, args.jobs, 5000):
-            calls = [
+            calls: list[tuple[tuple[int, float], dict[str, object]]] = [
                 ((n, args.job_seconds), {}) for n in range(start, min(start + 5000, args.jobs))
             ]
             producer.tasks["mark"].delay_many(calls)
