@@ -57,11 +57,15 @@ def failure_of(exc: BaseException, reason: str = "failed") -> Failure:
 
 def _bury(attempt: Attempt, reason: str, message: str, error_type: str = "") -> Bury:
     claimed = attempt.claimed
-    log.error(
+    event(
+        logging.ERROR,
+        "dead",
         "dead %s: %s",
         claimed.job_id,
         message,
-        extra={"event": "dead", "job_id": claimed.job_id, "queue": claimed.queue, "reason": reason},
+        job_id=claimed.job_id,
+        queue=claimed.queue,
+        reason=reason,
     )
     return Bury(claimed.lease, Failure(error_type or reason, message, "", reason))
 
@@ -243,11 +247,14 @@ def cancelled(attempt: Attempt, how: str) -> RetryLater:
     """The outcome of a job stopped after a cancel request: a retry the broker turns into the
     end of the job (state ``cancelled``), since a cancel was requested for it."""
     claimed = attempt.claimed
-    log.info(
+    event(
+        logging.INFO,
+        "cancelled",
         "cancelled %s (%s)",
         claimed.job_id,
         how,
-        extra={"event": "cancelled", "job_id": claimed.job_id, "queue": claimed.queue},
+        job_id=claimed.job_id,
+        queue=claimed.queue,
     )
     return RetryLater(claimed.lease, 0)
 
@@ -272,34 +279,45 @@ def _failed(
     elapsed = attempt.elapsed_ms()
     error = f"{type(exc).__qualname__}: {exc}"
     left = max(job.max_retries - claimed.attempt + 1, 0)
-    log.warning(
+    event(
+        logging.WARNING,
+        "failed",
         "failed %s %s in %.1fms: %s (retries left=%d)",
         job.task,
         job.id,
         elapsed,
         error,
         left,
-        extra={"event": "failed", "duration_ms": round(elapsed, 3), "error": error, **fields},
+        duration_ms=round(elapsed, 3),
+        error=error,
+        **fields,
     )
     if decision.retry:
-        log.info(
+        event(
+            logging.INFO,
+            "retrying",
             "retrying %s %s in %.1fs (retries left=%d)",
             job.task,
             job.id,
             decision.delay,
             left - 1,
-            extra={"event": "retrying", "delay_s": round(decision.delay, 3), **fields},
+            delay_s=round(decision.delay, 3),
+            **fields,
         )
         delay_ms = round(decision.delay * 1000)
         return RetryLater(claimed.lease, delay_ms, failure_of(exc))
     reason = "exhausted" if claimed.attempt > job.max_retries else "not-retried"
-    log.error(
+    event(
+        logging.ERROR,
+        "exhausted",
         "%s %s %s after %d attempt(s) → dead: %s",
         reason,
         job.task,
         job.id,
         claimed.attempt,
         error,
-        extra={"event": "exhausted", "error": error, "reason": reason, **fields},
+        error=error,
+        reason=reason,
+        **fields,
     )
     return Bury(claimed.lease, failure_of(exc, reason))

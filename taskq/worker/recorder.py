@@ -14,7 +14,7 @@ from ..errors import BrokerError
 from ..job import Job
 from ..retry import Backoff
 from ..task import AnyTask
-from . import outcomes
+from . import logs, outcomes
 from .leases import LeaseKeeper
 from .logs import log
 from .outcome import Attempt, Outcome, settle
@@ -134,20 +134,21 @@ class Recorder:
         except queue.Empty:
             return give_up_at
         decided: list[Attempt] = []
-        while True:
-            if item is _STOP:
-                give_up_at = time.monotonic() + FINAL_FLUSH
-            else:
-                decided.append(item.attempt)
-                outcome = self._decide(item)
-                if outcome is None:
-                    self.leases.release(item.attempt.claimed.job_id)
+        with logs.batch():  # the outcome lines of what arrived together: one write
+            while True:
+                if item is _STOP:
+                    give_up_at = time.monotonic() + FINAL_FLUSH
                 else:
-                    batch.append(outcome)
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                break
+                    decided.append(item.attempt)
+                    outcome = self._decide(item)
+                    if outcome is None:
+                        self.leases.release(item.attempt.claimed.job_id)
+                    else:
+                        batch.append(outcome)
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
         if decided:
             self.unwritten = len(batch)
             self._freed(decided)
