@@ -65,7 +65,7 @@ class JobInfo:
         job = None
         if record is not None and record.body is not None:
             try:
-                job = Job.decode(record.body)
+                job = Job.decode(record.body, job_id, queue)
             except DecodeError:
                 job = None
         return cls(

@@ -50,7 +50,20 @@ def test_an_object_msgpack_cannot_carry_is_a_type_error() -> None:
 
 def test_job_round_trips() -> None:
     job = Job("id1", "greet", ("Ada", (1, 2)), {"when": dt.date(2026, 1, 1)}, "mail", 3, 123, {})
-    assert Job.decode(job.encode()) == job
+    assert Job.decode(job.encode(), "id1", "mail") == job
+
+
+def test_the_body_leaves_the_id_and_queue_to_where_it_is_kept() -> None:
+    job = Job("a-long-job-id-kept-as-the-key", "greet", ("Ada",), {}, "a-queue-name", 3, 123)
+    body = job.encode()
+    assert b"a-long-job-id" not in body and b"a-queue-name" not in body
+    assert Job.decode(body, "other-id", "other-queue").id == "other-id"
+
+
+def test_a_version_1_body_still_decodes() -> None:
+    body = packb([1, "id1", "greet", ["Ada"], {"n": 1}, "mail", 3, 123, {"x": 1}])
+    job = Job("id1", "greet", ("Ada",), {"n": 1}, "mail", 3, 123, {"x": 1})
+    assert Job.decode(body, "id1", "mail") == job
 
 
 def test_unencodable_argument_is_named() -> None:
@@ -73,23 +86,24 @@ def test_oversized_job_names_size_and_limit() -> None:
     [
         b"",
         b"\xc1",  # never used in msgpack
-        packb([FORMAT_VERSION, "id"])[:-1],  # truncated
+        packb([FORMAT_VERSION, "task"])[:-1],  # truncated
         packb({"not": "an envelope"}),
-        packb([FORMAT_VERSION + 1, "id", "t", [], {}, "q", 3, 0, {}]),
-        packb([FORMAT_VERSION, 1, 2, 3, 4, 5, 6, 7, 8]),
+        packb([FORMAT_VERSION + 1, "t", [], {}, 3, 0, {}]),
+        packb([FORMAT_VERSION, 1, 2, 3, 4, 5, 6]),
+        packb([FORMAT_VERSION, "t", [], {}, 3, 0]),  # a field short
         pickle.dumps(("os.system", "echo pwned")),
         b"\xc7\x05\x63hello",  # an extension type taskq never wrote
     ],
 )
 def test_bad_bodies_raise_decode_error_and_run_nothing(body: bytes) -> None:
     with pytest.raises(DecodeError):
-        Job.decode(body)
+        Job.decode(body, "id", "q")
 
 
 def test_a_newer_format_version_is_refused_with_a_reason() -> None:
     body = packb([FORMAT_VERSION + 1, "id", "t", [], {}, "q", 3, 0, {}])
     with pytest.raises(DecodeError, match="newer than this taskq reads"):
-        Job.decode(body)
+        Job.decode(body, "id", "q")
 
 
 def test_generated_job_ids_are_never_read_as_a_cli_option() -> None:

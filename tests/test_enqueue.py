@@ -119,7 +119,7 @@ def test_with_options_picks_queue_and_retry_limit(greet: Any, redis_app: App) ->
     assert record is not None and record.body is not None
     from taskq.job import Job
 
-    job = Job.decode(record.body)
+    job = Job.decode(record.body, handle.id, "mail")
     assert (job.queue, job.max_retries, job.task, job.args) == ("mail", 7, "greet", ("Ada",))
     assert "mail" in redis_app.inspector.queues()
 

@@ -101,7 +101,7 @@ def _is_task(record: JobRecord, task: str | None) -> bool:
     if task is None:
         return True
     try:
-        return Job.decode(record.body or b"").task == task
+        return Job.decode(record.body or b"", record.job_id, record.queue).task == task
     except DecodeError:
         return False
 

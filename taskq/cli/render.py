@@ -45,7 +45,7 @@ def describe(record: JobRecord) -> dict[str, Any]:
     """A job as plain data: its task and arguments (when they decode) and its last failure."""
     data: dict[str, Any] = {"id": record.job_id, "queue": record.queue, "attempts": record.attempt}
     try:
-        job = Job.decode(record.body or b"")
+        job = Job.decode(record.body or b"", record.job_id, record.queue)
         data |= {"task": job.task, "args": repr(job.args), "kwargs": repr(job.kwargs)}
     except DecodeError as exc:
         data |= {"task": None, "body": (record.body or b"")[:200].hex(), "decode_error": str(exc)}

@@ -74,7 +74,7 @@ def admit(app: App, attempt: Attempt) -> tuple[Job, AnyTask] | Bury:
     """Decode the job and find its task, or say why it goes straight to the dead-letter store."""
     claimed = attempt.claimed
     try:
-        job = Job.decode(claimed.body)
+        job = Job.decode(claimed.body, claimed.job_id, claimed.queue)
     except DecodeError as exc:
         return _bury(attempt, "undecodable", f"{exc} ({len(claimed.body)} bytes kept)")
     attempt.job = job

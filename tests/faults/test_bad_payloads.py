@@ -57,40 +57,16 @@ def hostile(marker: Path) -> dict[str, tuple[bytes, str]]:
         "huge-random": (os.urandom(10_000_000), "undecodable"),
         "array-bomb": (b"\xdd\xff\xff\xff\xff", "undecodable"),
         "newer-format": (
-            _pack((FORMAT_VERSION + 1, "newer-format", "known", [], {}, "default", 0, 0, {})),
+            _pack((FORMAT_VERSION + 1, "known", [], {}, 0, 0, {})),
             "undecodable",
         ),
-        "wrong-shape": (_pack((FORMAT_VERSION, "wrong-shape", 42, "args", None)), "undecodable"),
+        "wrong-shape": (_pack((FORMAT_VERSION, 42, "args", None)), "undecodable"),
         "os-system": (
-            _pack(
-                (
-                    FORMAT_VERSION,
-                    "os-system",
-                    "os.system",
-                    [f"touch {marker}"],
-                    {},
-                    "default",
-                    0,
-                    0,
-                    {},
-                )
-            ),
+            _pack((FORMAT_VERSION, "os.system", [f"touch {marker}"], {}, 0, 0, {})),
             "unknown-task",
         ),
         "builtins-eval": (
-            _pack(
-                (
-                    FORMAT_VERSION,
-                    "builtins-eval",
-                    "eval",
-                    [f"open({str(marker)!r}, 'w')"],
-                    {},
-                    "default",
-                    0,
-                    0,
-                    {},
-                )
-            ),
+            _pack((FORMAT_VERSION, "eval", [f"open({str(marker)!r}, 'w')"], {}, 0, 0, {})),
             "unknown-task",
         ),
     }
