@@ -76,6 +76,7 @@ class Claimer:
         self._stopping = False
         self._grace_ends = 0.0
         self._idle = False  # burst mode: the last claim found nothing waiting at all
+        self.stop_asked: float | None = None  # monotonic time of the first stop() call
 
     # -- called from other threads ------------------------------------------------------------
 
@@ -89,6 +90,8 @@ class Claimer:
 
     def stop(self) -> None:
         """Claim nothing more; give running jobs the grace period (thread-safe)."""
+        if self.stop_asked is None:
+            self.stop_asked = time.monotonic()
         self.inbox.put(_STOP)
 
     # -- the thread ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -20,15 +21,21 @@ from ..job import Job
 from ..task import AnyTask
 from . import claimer
 from .checks import warn_about_broker
-from .claimer import Claimer
+from .claimer import CANCEL_WAIT, Claimer
 from .heartbeat import Heartbeat
 from .leases import LeaseKeeper
 from .logs import log
 from .options import WorkerOptions
 from .outcome import Attempt, Outcome, call_async, cancelled
+from .recorder import FINAL_FLUSH
 from .threads import TaskThreads
 
 T = TypeVar("T")
+
+# Seconds a stop may take past the grace period: the wait for cancelled async jobs, the last
+# outcomes' write, and a margin. Without a bound, a broker that does not answer (a dead network
+# path) held the exit for its client's timeouts and retries: minutes.
+STOP_BOUND = CANCEL_WAIT + FINAL_FLUSH + 2.0
 
 
 class Worker:
@@ -51,6 +58,9 @@ class Worker:
         self.threads: TaskThreads | None = None
         self._async: dict[str, asyncio.Task[None]] = {}  # running async attempts, by job id
         self._loop: asyncio.AbstractEventLoop | None = None
+        # the last stop passed its bound (the broker did not answer): threads may still be
+        # blocked on it, so whoever runs this worker should end the process without waiting
+        self.overran = False
 
     async def io(self, call: Callable[[], T]) -> T:
         """Run a blocking broker call off the event loop."""
@@ -81,7 +91,14 @@ class Worker:
         claiming = claimer.start(self.claimer)
         try:
             # the claim thread ends after the grace period and the last outcomes' write
-            await loop.run_in_executor(None, claiming.join)
+            if not await loop.run_in_executor(None, self._wait_for, claiming):
+                self.overran = True
+                log.error(
+                    "the broker did not answer within %gs of the stop: exiting with %d job(s) "
+                    "still held or not recorded; they run again when their leases end",
+                    self.options.grace + STOP_BOUND,
+                    len(self.claimer.running),
+                )
         except asyncio.CancelledError:
             self.claimer.stop()  # claim nothing more; what runs is recovered after its lease
             raise
@@ -90,11 +107,21 @@ class Worker:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             stop_watch()
-            await heartbeat.forget()
+            if not self.overran:  # else its record ends with its time to live
+                await heartbeat.forget()
             self._io.shutdown(wait=False)
             # daemon threads: one still running a handed-back sync job ends with the process
             self.threads.stop()
         log.info("worker %s stopped", self.id)
+
+    def _wait_for(self, claiming: threading.Thread) -> bool:
+        """Wait for the claim thread to end; ``False`` if a stop's bound passed first."""
+        while claiming.is_alive():
+            asked = self.claimer.stop_asked
+            if asked is not None and time.monotonic() > asked + self.options.grace + STOP_BOUND:
+                return False
+            claiming.join(0.1)
+        return True
 
     def _announce(self) -> None:
         o = self.options

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from taskq import App
+from taskq.worker.runner import STOP_BOUND
 from tests.conftest import REDIS_URL
 from tests.faults.fleet import Fleet, events
 from tests.faults.helpers import processes, wait_for
@@ -128,3 +129,26 @@ def test_a_sync_job_cut_off_from_redis_has_its_outcome_dropped_and_logged(
     record = fleet.app.inspector.get("default", job_id)
     assert record is not None and record.state == "succeeded"
     assert fleet.counts() == (0, 0, 0, 0)
+
+
+def test_a_stop_while_redis_stalls_ends_the_worker_in_bounded_time(fleet: Fleet) -> None:
+    """SIGTERM with every byte to Redis held (a dead network path): the worker cannot write
+    its last outcome, and exits anyway once the stop's bound has passed, instead of waiting out
+    its client's timeouts and retries (minutes). The job runs again after its lease."""
+    with Proxy(REDIS_PORT) as proxy:
+        cut_off = fleet.worker(lease="30s", grace="1s", url=proxy.url())
+        handle = fleet.app.tasks["slow"].delay("s", 0.5)
+        fleet.wait_started("s")
+        proxy.stall()  # the outcome, due in 0.5 s, can never be written
+        stopped = time.monotonic()
+        cut_off.signal(signal.SIGTERM)
+        code = cut_off.wait(timeout=1 + STOP_BOUND + 10)
+        took = time.monotonic() - stopped
+        proxy.reset()  # the bytes it held die with their connections, as on a dead path
+    print(f"exited {took:.1f}s after SIGTERM, with code {code}")
+    assert took < 1 + STOP_BOUND + 3
+    assert code == 1  # it could not stop cleanly
+    [overran] = [e for e in events([cut_off], "log") if "did not answer" in e["message"]]
+    assert overran["level"] == "error" and "run again when their leases end" in overran["message"]
+    assert [t for t, _, _ in fleet.stamps("finished.txt")] == ["s"]  # it ran; not recorded
+    assert handle.status() == "running"  # until its lease ends
