@@ -14,7 +14,7 @@ from typing import cast
 from taskq.brokers import open_broker
 from taskq.brokers.base import Inspector
 
-from . import enqueue, footprint, lateness, recovery, throughput
+from . import enqueue, footprint, lateness, recovery, server, throughput
 from .common import ROOT, Row, Settings, delete_namespace, make_scratch, skipped
 from .floors import Floor, floor_for
 from .table import render
@@ -26,6 +26,7 @@ SCENARIOS: dict[str, Callable[[Settings, Floor], list[Row]]] = {
     "lateness": lambda s, _floor: lateness.run(s),
     "memory": footprint.run,
     "recovery": lambda s, _floor: recovery.run(s),
+    "redis-cpu": lambda s, _floor: server.run(s),
 }
 
 

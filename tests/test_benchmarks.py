@@ -32,6 +32,8 @@ ROWS = [
     "bytes/waiting job",
     "bytes/finished no-op job",
     "recovery after kill -9",
+    "Redis CPU/job: enqueue",
+    "Redis CPU/job: worker",
 ]
 
 
@@ -52,7 +54,7 @@ def test_quick_run_on_redis_prints_a_figure_for_every_scenario() -> None:
         found = [line for line in lines if line.startswith(row)]
         assert found, f"no row {row!r} in:\n{done.stdout}"
         # the figure follows the scenario name: a number with its unit
-        assert re.search(r"\s\d[\d,.]*\s(jobs/s|ms|B/job|s)\s", found[0]), found[0]
+        assert re.search(r"\s\d[\d,.]*\s(jobs/s|ms|B/job|s|µs)\s", found[0]), found[0]
 
 
 def test_a_broker_that_cannot_be_opened_exits_1_with_a_reason() -> None:
