@@ -90,6 +90,22 @@ def test_the_lines_of_a_batch_are_written_at_its_end_in_one_call_and_in_order(
     ]
 
 
+def test_a_batch_inside_a_batch_is_part_of_it(stream: Writes) -> None:
+    logs.configure("json", logging.INFO, stream)
+    with logs.batch():
+        _executed("a")
+        with logs.batch():
+            _executed("b")
+        _executed("c")
+        assert stream.calls == 0
+    assert [json.loads(line)["job_id"] for line in stream.getvalue().splitlines()] == [
+        "a",
+        "b",
+        "c",
+    ]
+    assert stream.calls == 1
+
+
 def test_levels_below_the_configured_one_write_nothing(stream: Writes) -> None:
     logs.configure("json", logging.WARNING, stream)
     with logs.batch():

@@ -96,7 +96,10 @@ class EventHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Hold this thread's event lines, then write them with one call (one ``write`` to a
-        line-buffered stderr, not one per line)."""
+        line-buffered stderr, not one per line). Inside another batch, it is part of that one."""
+        if getattr(self._local, "lines", None) is not None:
+            yield
+            return
         lines: list[str] = []
         self._local.lines = lines
         try:
