@@ -27,12 +27,13 @@ every script touches one slot::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
 class QueueKeys:
-    """The key names of one queue."""
+    """The key names of one queue (each built once: every script call passes several)."""
 
     namespace: str
     queue: str
@@ -40,67 +41,67 @@ class QueueKeys:
     def _key(self, name: str) -> str:
         return f"{self.namespace}:{{{self.queue}}}:{name}"
 
-    @property
+    @cached_property
     def waiting(self) -> str:
         return self._key("waiting")
 
-    @property
+    @cached_property
     def running(self) -> str:
         return self._key("running")
 
-    @property
+    @cached_property
     def jobs(self) -> str:
         return self._key("jobs")
 
-    @property
+    @cached_property
     def attempts(self) -> str:
         return self._key("attempts")
 
-    @property
+    @cached_property
     def crashes(self) -> str:
         return self._key("crashes")
 
-    @property
+    @cached_property
     def tokens(self) -> str:
         return self._key("tokens")
 
-    @property
+    @cached_property
     def owners(self) -> str:
         return self._key("owners")
 
-    @property
+    @cached_property
     def seq(self) -> str:
         return self._key("seq")
 
-    @property
+    @cached_property
     def failures(self) -> str:
         return self._key("failures")
 
-    @property
+    @cached_property
     def dead(self) -> str:
         return self._key("dead")
 
-    @property
+    @cached_property
     def finished(self) -> str:
         return self._key("finished")
 
-    @property
+    @cached_property
     def endings(self) -> str:
         return self._key("endings")
 
-    @property
+    @cached_property
     def cancels(self) -> str:
         return self._key("cancels")
 
-    @property
+    @cached_property
     def stats(self) -> str:
         return self._key("stats")
 
-    @property
+    @cached_property
     def wake(self) -> str:
         return self._key("wake")
 
-    @property
+    @cached_property
     def done(self) -> str:
         return self._key("done")
 
@@ -113,9 +114,13 @@ class NamespaceKeys:
     """The key names shared by all queues of a namespace."""
 
     namespace: str
+    _queues: dict[str, QueueKeys] = field(default_factory=dict, compare=False, repr=False)
 
     def queue(self, queue: str) -> QueueKeys:
-        return QueueKeys(self.namespace, queue)
+        keys = self._queues.get(queue)
+        if keys is None:
+            keys = self._queues[queue] = QueueKeys(self.namespace, queue)
+        return keys
 
     @property
     def queues(self) -> str:
