@@ -150,3 +150,29 @@ def test_a_filter_on_the_way_is_applied(stream: Writes, where: str) -> None:
     finally:
         target.removeFilter(drop_executed)
     assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == ["failed"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'quotes " and \\ backslash',
+        "line\nbreak\tand \x00 control",
+        "unicode ✅ é 日本",
+        0,
+        -7,
+        2**70,
+        0.1,
+        1e-9,
+        float("nan"),
+        float("inf"),
+        True,
+        None,
+        [1, "a"],
+    ],
+)
+def test_a_json_line_is_what_json_dumps_writes(value: object) -> None:
+    fields = {"job_id": "j1", "error": value, "duration_ms": value, "attempt": value}
+    line = logs.JsonFormatter().event_line(1.5, logging.ERROR, "ev\n", f"m {value!r}", fields)
+    expected = {"ts": 1.5, "level": "error", "event": "ev\n", "message": f"m {value!r}"}
+    expected |= {"job_id": "j1", "attempt": value, "duration_ms": value, "error": value}
+    assert line == json.dumps(expected, ensure_ascii=False)

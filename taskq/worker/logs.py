@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import threading
 import time
@@ -48,7 +49,6 @@ class TextFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts``, ``level``, ``event``, ``message`` and the job's fields."""
 
-    _encode = json.JSONEncoder(ensure_ascii=False).encode  # built once, not once per line
     FIELDS = ("job_id", "task", "queue", "attempt", "duration_ms", "delay_s", "error", "reason")
 
     def format(self, record: logging.LogRecord) -> str:
@@ -59,17 +59,33 @@ class JsonFormatter(logging.Formatter):
     def event_line(
         self, created: float, level: int, event: str, message: str, fields: dict[str, Any]
     ) -> str:
-        """The line of one job event, without a ``LogRecord``."""
-        data: dict[str, Any] = {
-            "ts": round(created, 3),
-            "level": _LEVELS.get(level) or logging.getLevelName(level).lower(),
-            "event": event,
-            "message": message,
-        }
+        """The line of one job event, without a ``LogRecord``: the JSON ``json.dumps`` writes,
+        built piece by piece (a third of the cost of encoding a dict, once per job)."""
+        line = (
+            f'{{"ts": {_value(round(created, 3))}, '
+            f'"level": {_text(_LEVELS.get(level) or logging.getLevelName(level).lower())}, '
+            f'"event": {_text(event)}, "message": {_text(message)}'
+        )
         for name in self.FIELDS:
             if name in fields:
-                data[name] = fields[name]
-        return self._encode(data)
+                line += f', "{name}": {_value(fields[name])}'
+        return line + "}"
+
+
+_text = json.encoder.encode_basestring  # a JSON string, in C
+_encode_any = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _value(value: Any) -> str:
+    """``value`` as JSON, as ``json.dumps(..., ensure_ascii=False)`` writes it."""
+    kind = type(value)
+    if kind is str:
+        return str(_text(value))
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return str(_encode_any(value))
 
 
 _LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning"}
@@ -148,8 +164,15 @@ def event(level: int, name: str, message: str, *args: object, **fields: Any) -> 
     :func:`configure`'s handler alone, the line is written without a ``LogRecord``; otherwise
     the record skips the caller lookup (its ``pathname``/``lineno`` say ``taskq.worker``/0).
     """
-    if not log.isEnabledFor(level):
-        return
+    if log.isEnabledFor(level):
+        emit(level, name, message, args, fields)
+
+
+def emit(
+    level: int, name: str, message: str, args: tuple[object, ...], fields: dict[str, Any]
+) -> None:
+    """:func:`event` with its arguments and fields as they are, once ``level`` is known to be
+    on (``fields`` may be changed)."""
     handler = _direct()
     if handler is not None and level >= handler.level:
         handler.write_event(level, name, message % args if args else message, fields)

@@ -19,7 +19,7 @@ from ..job import Job
 from ..retry import decide
 from ..serialization import DecodeError, packb
 from ..task import AnyTask
-from .logs import event, log
+from .logs import emit, event, log
 from .threads import TaskThreads
 
 Outcome = Ack | RetryLater | Bury
@@ -101,7 +101,9 @@ def _job_event(
 ) -> None:
     """Log an event of this attempt with the job's fields, built only when ``level`` is on."""
     if log.isEnabledFor(level):
-        event(level, name, message, *args, **_fields(job, attempt), **extra)
+        fields = _fields(job, attempt)
+        fields.update(extra)
+        emit(level, name, message, args, fields)
 
 
 def begin(job: Job, attempt: Attempt) -> CurrentJob:
