@@ -176,3 +176,15 @@ def test_a_json_line_is_what_json_dumps_writes(value: object) -> None:
     expected = {"ts": 1.5, "level": "error", "event": "ev\n", "message": f"m {value!r}"}
     expected |= {"job_id": "j1", "attempt": value, "duration_ms": value, "error": value}
     assert line == json.dumps(expected, ensure_ascii=False)
+
+
+def test_an_event_that_cannot_be_formatted_is_reported_not_raised(
+    stream: Writes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As the logging module does with a record: the worker that logged it carries on."""
+    logs.configure("json", logging.INFO, stream)
+    logs.event(logging.INFO, "executed", "executed %d", "not a number", **FIELDS)
+    logs.event(logging.INFO, "failed", "failed", **dict(FIELDS, error=object()))
+    _executed()
+    assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == ["executed"]
+    assert capsys.readouterr().err.count("--- Logging error ---") == 2

@@ -80,12 +80,12 @@ def _value(value: Any) -> str:
     """``value`` as JSON, as ``json.dumps(..., ensure_ascii=False)`` writes it."""
     kind = type(value)
     if kind is str:
-        return str(_text(value))
+        return _text(value)
     if kind is int:
         return int.__repr__(value)
     if kind is float and math.isfinite(value):
         return float.__repr__(value)
-    return str(_encode_any(value))
+    return _encode_any(value)
 
 
 _LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning"}
@@ -100,9 +100,16 @@ class EventHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self._local = threading.local()  # .lines: the batch of the thread inside batch()
 
-    def write_event(self, level: int, event: str, message: str, fields: dict[str, Any]) -> None:
+    def write_event(
+        self, level: int, event: str, message: str, args: tuple[object, ...], fields: dict[str, Any]
+    ) -> None:
         formatter: TextFormatter | JsonFormatter = self.formatter  # type: ignore[assignment]
-        line = formatter.event_line(time.time(), level, event, message, fields)
+        try:
+            text = message % args if args else message
+            line = formatter.event_line(time.time(), level, event, text, fields)
+        except Exception:  # as for a record: reported on stderr, never raised into the worker
+            self.handleError(logging.makeLogRecord({"msg": message, "args": args}))
+            return
         lines: list[str] | None = getattr(self._local, "lines", None)
         if lines is not None:
             lines.append(line)
@@ -175,7 +182,7 @@ def emit(
     on (``fields`` may be changed)."""
     handler = _direct()
     if handler is not None and level >= handler.level:
-        handler.write_event(level, name, message % args if args else message, fields)
+        handler.write_event(level, name, message, args, fields)
         return
     fields["event"] = name
     log.handle(log.makeRecord(log.name, level, log.name, 0, message, args, None, extra=fields))
@@ -201,9 +208,8 @@ def configure(
         raise ValueError(f"log format must be text or json, got {log_format!r}")
     handler = EventHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    root = logging.getLogger("taskq")
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
+    for old in list(_root.handlers):
+        _root.removeHandler(old)
+    _root.addHandler(handler)
+    _root.setLevel(level)
+    _root.propagate = False
