@@ -75,6 +75,9 @@ class Claimed:
     body: bytes
     attempt: int  # 1 on the first claim; every claim counts, including ones whose worker died
     crashes: int  # how many leases of this job expired before its worker finished it
+    # ms until the job is due, by the broker's clock when it was claimed: 0 for a job due
+    # already; more for one claimed ahead (see Broker.claim), which must not start before then
+    wait_ms: float = 0.0
 
     @property
     def job_id(self) -> str:
@@ -156,8 +159,14 @@ class Broker(Protocol):
 
     def enqueue(self, items: Sequence[EnqueueItem]) -> list[bool]: ...
 
-    def claim(self, queues: Sequence[str], limit: int, lease_ms: int, worker: str) -> ClaimBatch:
-        """Atomically move up to ``limit`` due jobs to running, recovering expired leases first."""
+    def claim(
+        self, queues: Sequence[str], limit: int, lease_ms: int, worker: str, ahead_ms: float = 0
+    ) -> ClaimBatch:
+        """Atomically move up to ``limit`` due jobs to running, recovering expired leases first.
+
+        Jobs due within ``ahead_ms`` are claimed too, after the due ones, each with its
+        ``wait_ms``: a worker holds such a job under its lease and starts it then, by its own
+        timer, so its start waits for no round trip to the broker."""
         ...
 
     def extend(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:

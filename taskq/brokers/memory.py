@@ -80,7 +80,9 @@ class MemoryBroker(MemoryInspection):
         self._wake(written)
         return out
 
-    def claim(self, queues: Sequence[str], limit: int, lease_ms: int, worker: str) -> ClaimBatch:
+    def claim(
+        self, queues: Sequence[str], limit: int, lease_ms: int, worker: str, ahead_ms: float = 0
+    ) -> ClaimBatch:
         claimed: list[Claimed] = []
         with self._lock:
             now = self._now()
@@ -88,12 +90,13 @@ class MemoryBroker(MemoryInspection):
             self._sweep_results(now)
             dues: list[int] = []
             for q in filter(None, map(self._queues.get, queues)):
-                while (job := q.first_waiting()) is not None and job.due_ms <= now:
+                while (job := q.first_waiting()) is not None and job.due_ms <= now + ahead_ms:
                     if len(claimed) == limit:
                         break
                     q.claim(job, now + lease_ms, worker)
                     lease = Lease(q.name, job.job_id, job.token)
-                    claimed.append(Claimed(lease, job.body, job.attempt, job.crashes))
+                    wait = max(job.due_ms - now, 0)
+                    claimed.append(Claimed(lease, job.body, job.attempt, job.crashes, wait))
                 if job is not None:
                     dues.append(job.due_ms)
             return ClaimBatch(claimed, max(0, min(dues) - now) if dues else None)

@@ -148,7 +148,9 @@ class RedisBroker(RedisInspection):
 
     # -- worker --------------------------------------------------------------------------------
 
-    def claim(self, queues: Sequence[str], limit: int, lease_ms: int, worker: str) -> ClaimBatch:
+    def claim(
+        self, queues: Sequence[str], limit: int, lease_ms: int, worker: str, ahead_ms: float = 0
+    ) -> ClaimBatch:
         jobs: list[Claimed] = []
         next_due: float | None = None
         with self._errors():
@@ -158,14 +160,14 @@ class RedisBroker(RedisInspection):
                 want = limit - len(jobs)
                 packed = self.scripts.claim(
                     [*keys, k.seq],
-                    [max(want, 0), lease_ms, worker, RECOVER_PER_CLAIM],
+                    [max(want, 0), lease_ms, worker, RECOVER_PER_CLAIM, int(ahead_ms * 1000)],
                     client=self.client,
                 )
                 reply = msgpack.unpackb(packed, raw=True)  # Lua strings come as bytes
-                for i in range(1, len(reply), 5):
-                    job_id, body, token, attempt, crashes = reply[i : i + 5]
+                for i in range(1, len(reply), 6):
+                    job_id, body, token, attempt, crashes, wait_us = reply[i : i + 6]
                     lease = Lease(queue, job_id.decode(), int(token))
-                    jobs.append(Claimed(lease, body, attempt, crashes))
+                    jobs.append(Claimed(lease, body, attempt, crashes, wait_us / 1000))
                 wait = reply[0] / 1000  # the script answers in µs
                 if wait >= 0 and (next_due is None or wait < next_due):
                     next_due = wait

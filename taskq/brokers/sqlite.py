@@ -57,7 +57,7 @@ _CLAIM = f"""
         worker = :worker, token = {_NEXT_TOKEN}
     WHERE rowid IN (SELECT rowid FROM taskq_jobs
                     WHERE namespace = :ns AND queue = :queue AND state = 'waiting'
-                      AND due_ms <= :now
+                      AND due_ms <= :now + :ahead
                     ORDER BY due_ms, rowid LIMIT :limit)
     RETURNING job_id, body, attempt, crashes, token, due_ms, rowid"""
 
@@ -122,31 +122,39 @@ class SQLiteBroker(SQLiteInspection):
 
         return self._db.write(write)
 
-    def claim(self, queues: Sequence[str], limit: int, lease_ms: int, worker: str) -> ClaimBatch:
+    def claim(
+        self, queues: Sequence[str], limit: int, lease_ms: int, worker: str, ahead_ms: float = 0
+    ) -> ClaimBatch:
         def write(conn: sqlite3.Connection) -> ClaimBatch:
             now = self._now()
             self._sweep(conn, queues, now)
             jobs: list[Claimed] = []
             for queue in dict.fromkeys(queues):
                 if len(jobs) < limit:
-                    params = {"now": now, "until": now + lease_ms, "worker": worker}
-                    jobs += self._claim_queue(conn, queue, limit - len(jobs), params)
+                    params = {"ahead": int(ahead_ms), "until": now + lease_ms, "worker": worker}
+                    jobs += self._claim_queue(conn, queue, limit - len(jobs), now, params)
             return ClaimBatch(jobs, self._next_due(conn, queues, now))
 
         return self._db.write(write)
 
     def _claim_queue(
-        self, conn: sqlite3.Connection, queue: str, limit: int, params: dict[str, object]
+        self, conn: sqlite3.Connection, queue: str, limit: int, now: int, params: dict[str, object]
     ) -> list[Claimed]:
-        params = {**params, "ns": self.namespace, "queue": queue, "limit": limit}
+        params = {**params, "now": now, "ns": self.namespace, "queue": queue, "limit": limit}
         rows = conn.execute(_CLAIM, params).fetchall()
         if not rows:
             return []
         self._bump_token_seq(conn, queue)
         rows.sort(key=lambda row: (row[5], row[6]))  # RETURNING's order is unspecified
         return [
-            Claimed(Lease(queue, job_id, int(token)), bytes(body), int(attempt), int(crashes))
-            for job_id, body, attempt, crashes, token, _, _ in rows
+            Claimed(
+                Lease(queue, job_id, int(token)),
+                bytes(body),
+                int(attempt),
+                int(crashes),
+                max(int(due) - now, 0),
+            )
+            for job_id, body, attempt, crashes, token, due, _ in rows
         ]
 
     def _bump_token_seq(self, conn: sqlite3.Connection, queue: str) -> None:

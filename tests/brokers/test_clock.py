@@ -67,6 +67,15 @@ def test_a_job_becomes_due_at_its_due_time_never_early(make: Any, clock: FakeClo
     assert claim_one(broker).job_id == "a"
 
 
+def test_a_job_claimed_ahead_waits_exactly_until_its_due_time(make: Any, clock: FakeClock) -> None:
+    broker = make()
+    broker.enqueue([item("a", delay_ms=100)])  # due clock.ms + 101
+    clock.advance(95)
+    assert broker.claim(["q"], 1, 1000, "w", ahead_ms=5).jobs == []
+    (claimed,) = broker.claim(["q"], 1, 1000, "w", ahead_ms=6).jobs
+    assert (claimed.job_id, claimed.wait_ms) == ("a", 6)
+
+
 def test_a_job_without_delay_is_due_at_once(make: Any, clock: FakeClock) -> None:
     broker = make()
     broker.enqueue([item("a")])

@@ -91,6 +91,23 @@ def test_scheduled_job_is_claimed_only_once_due(broker: Any) -> None:
     assert ids(broker.claim(["q"], 10, LONG_LEASE_MS, "w").jobs) == ["a"]
 
 
+def test_a_claim_ahead_takes_jobs_due_soon_after_the_due_ones_saying_how_long_to_wait(
+    broker: Any,
+) -> None:
+    now = now_ms()
+    broker.enqueue([item("later", due_at_ms=now + 60_000), item("soon", due_at_ms=now + 2000)])
+    broker.enqueue([item("due", due_at_ms=now - 1000)])
+    batch = broker.claim(["q"], 10, LONG_LEASE_MS, "w", ahead_ms=10_000)
+    assert ids(batch.jobs) == ["due", "soon"]
+    due, soon = batch.jobs
+    assert due.wait_ms == 0
+    assert 1000 < soon.wait_ms <= 2000, soon.wait_ms  # by the broker's clock: never early
+    assert broker.get("q", "soon").state == "running"  # held under its lease until then
+    assert broker.get("q", "later").state == "scheduled"
+    assert batch.next_due_ms is not None and batch.next_due_ms > 50_000
+    assert broker.claim(["q"], 10, LONG_LEASE_MS, "w").jobs == []  # without ahead: not yet
+
+
 def test_due_at_ms_wins_over_delay_ms(broker: Any) -> None:
     now = now_ms()
     broker.enqueue([item("past", delay_ms=60_000, due_at_ms=now - 1000)])
