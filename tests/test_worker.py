@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import redis
 
-from taskq import App, Retry, TaskFailed
+from taskq import App, Retry, Task, TaskFailed
 from taskq.brokers.base import Ack, EnqueueItem, JobRecord
 from taskq.brokers.redis_keys import NamespaceKeys
 from taskq.job import Job
-from taskq.worker import Worker, WorkerOptions
+from taskq.worker import Worker, WorkerOptions, claimer
 
 pytestmark = pytest.mark.redis
 
@@ -390,15 +390,21 @@ def test_an_ack_with_a_stale_token_is_refused(redis_app: App) -> None:
 # -- wake-ups, sleeping until due, concurrency ------------------------------------------------
 
 
-def test_an_enqueue_wakes_an_idle_worker(
-    redis_app: App, redis_client: redis.Redis, namespace: str
-) -> None:
+def pinger(app: App) -> tuple[Task[[], None], list[float]]:
+    """A task that records when each of its jobs starts (monotonic seconds), and that record."""
     started: list[float] = []
 
-    @redis_app.task
+    @app.task
     def ping() -> None:
         started.append(time.monotonic())
 
+    return ping, started
+
+
+def test_an_enqueue_wakes_an_idle_worker(
+    redis_app: App, redis_client: redis.Redis, namespace: str
+) -> None:
+    ping, started = pinger(redis_app)
     with worker_thread(redis_app, poll_interval=5.0):
         wait_until_idle(redis_client, namespace)
         sent = time.monotonic()
@@ -413,12 +419,7 @@ def test_an_enqueue_wakes_an_idle_worker(
 def test_a_worker_sleeps_until_a_delayed_job_is_due(
     redis_app: App, redis_client: redis.Redis, namespace: str, enqueued: str
 ) -> None:
-    started: list[float] = []
-
-    @redis_app.task
-    def ping() -> None:
-        started.append(time.monotonic())
-
+    ping, started = pinger(redis_app)
     if enqueued == "before-start":
         sent = time.monotonic()
         handle = ping.delay_by(0.8)
@@ -434,6 +435,74 @@ def test_a_worker_sleeps_until_a_delayed_job_is_due(
         late = started[0] - sent - 0.3
     print(f"delayed job started {late * 1000:.1f} ms after due (poll interval 5 s)")
     assert -0.01 <= late < 0.5, f"started {late:+.2f}s from its due time"
+
+
+def test_a_wake_up_is_answered_by_a_claim_sent_before_the_due_time_it_names(
+    redis_app: App,
+) -> None:
+    # the wake-up's delay was measured when it was sent: slept for exactly, it made jobs late
+    worker = Worker(redis_app, WorkerOptions(**FAST))
+    before = time.monotonic()
+    worker.claimer.woken(1000)
+    news = worker.claimer.inbox.get_nowait()
+    assert isinstance(news, claimer.Wake)
+    assert before + 1.0 - claimer.CLAIM_EARLY <= news.at < before + 1.0
+
+
+def test_a_job_claimed_ahead_is_held_and_starts_at_its_due_time_never_before(
+    redis_app: App, redis_client: redis.Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # widened from 10 ms and 5 ms, to watch the job held
+    monkeypatch.setattr(claimer, "CLAIM_AHEAD", 2.0)
+    monkeypatch.setattr(claimer, "CLAIM_EARLY", 1.0)
+    ping, started = pinger(redis_app)
+    with worker_thread(redis_app, poll_interval=5.0):
+        wait_until_idle(redis_client, namespace)
+        sent = time.monotonic()
+        handle = ping.delay_by(0.8)
+        time.sleep(0.4)
+        assert handle.status() == "running" and not started  # claimed, held under its lease
+        handle.result(timeout=10)
+    assert started[0] - sent >= 0.8, "started before its due time"
+    assert started[0] - sent < 1.3
+
+
+@pytest.mark.parametrize("how", ["stop", "cancel"])
+def test_a_job_held_until_due_is_handed_back_on_a_stop_and_ends_on_a_cancel_without_running(
+    redis_app: App, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    monkeypatch.setattr(claimer, "CLAIM_AHEAD", 60.0)
+    monkeypatch.setattr(claimer, "CLAIM_EARLY", 60.0)
+    ran: list[int] = []
+
+    @redis_app.task
+    def ping() -> None:
+        ran.append(1)
+
+    handle = ping.delay_by(30)
+    due = redis_app.broker.get("default", handle.id)
+    assert due is not None and due.due_at_ms is not None
+    with worker_thread(redis_app, grace=0.0, lease=1.0) as worker:
+        deadline = time.monotonic() + 5
+        while handle.status() != "running":
+            assert time.monotonic() < deadline, "the job was not claimed ahead"
+            time.sleep(0.02)
+        if how == "cancel":
+            handle.cancel()
+            deadline = time.monotonic() + 5  # the lease renewal (every 1/3 s) brings the news
+            while handle.status() != "cancelled":
+                assert time.monotonic() < deadline, handle.status()
+                time.sleep(0.02)
+        worker.stop()
+    assert ran == []
+    record = redis_app.broker.get("default", handle.id)
+    assert record is not None
+    if how == "stop":  # back to waiting for the same due time, its attempt not counted
+        assert (record.state, record.attempt) == ("scheduled", 0)
+        assert record.due_at_ms is not None
+        assert due.due_at_ms <= record.due_at_ms < due.due_at_ms + 1000
+    else:
+        assert record.state == "cancelled"
 
 
 def test_concurrency_bounds_how_many_jobs_run_at_once(redis_app: App) -> None:

@@ -82,10 +82,7 @@ class Worker:
         self._announce()
         # settings that could lose jobs (an evicting Redis) are worth a warning before any work
         await self.io(partial(warn_about_broker, self.broker))
-        stop_watch = self.broker.watch(
-            self.options.queues,
-            lambda delay_ms: self.claimer.wake_at(time.monotonic() + delay_ms / 1000),
-        )
+        stop_watch = self.broker.watch(self.options.queues, self.claimer.woken)
         heartbeat = Heartbeat(self)
         helpers = [asyncio.create_task(self.leases.run()), asyncio.create_task(heartbeat.run())]
         claiming = claimer.start(self.claimer)
@@ -197,6 +194,7 @@ class Worker:
         task = self._async.get(attempt.claimed.job_id)
         if task is not None:
             task.cancel()
+        self.claimer.attempt_news()
 
     def cancel(self, attempt: Attempt) -> None:
         """A lease renewal reported a cancel request: cancel an async task; a sync one only
@@ -205,3 +203,4 @@ class Worker:
         task = self._async.get(attempt.claimed.job_id)
         if task is not None:
             task.cancel()
+        self.claimer.attempt_news()
