@@ -128,14 +128,19 @@ class BrokerModel(RuleBasedStateMachine):
         if written:
             self.jobs[job_id] = Model("due", stale=m.stale + ([m.token] if m.token else []))
 
-    @rule(limit=st.integers(1, 3), doomed=st.booleans())
-    def claim(self, limit: int, doomed: bool) -> None:
+    @rule(limit=st.integers(1, 3), doomed=st.booleans(), ahead=st.booleans())
+    def claim(self, limit: int, doomed: bool, ahead: bool) -> None:
         self.recover_model()
         due = set(self.ids("due"))
-        batch = self.broker.claim([Q], limit, 1 if doomed else LONG_MS, "w")
+        soon = set(self.ids("scheduled")) if ahead else set()  # claimed ahead: after the due
+        ahead_ms = 2 * HOUR_MS if ahead else 0
+        batch = self.broker.claim([Q], limit, 1 if doomed else LONG_MS, "w", ahead_ms)
         got = [c.job_id for c in batch.jobs]
-        assert set(got) <= due and len(set(got)) == len(got) == min(limit, len(due))
+        assert len(set(got)) == len(got) == min(limit, len(due) + len(soon))
+        taken_due = min(limit, len(due))
+        assert set(got[:taken_due]) <= due and set(got[taken_due:]) <= soon, (got, due, soon)
         for c in batch.jobs:
+            assert (c.wait_ms > 0) == (c.job_id in soon), c  # a scheduled job waits ~an hour
             m = self.jobs[c.job_id]
             assert (c.attempt, c.crashes) == (m.attempts + 1, m.crashes), (c, m)
             assert c.body == c.job_id.encode()
