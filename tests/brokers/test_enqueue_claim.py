@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from taskq.brokers.base import Ack, Bury, EnqueueItem, Lease
@@ -65,6 +66,21 @@ def test_id_of_a_dead_job_may_be_enqueued_again(broker: Any) -> None:
     assert broker.get("q", "a").state == "due"
     assert broker.counts("q").dead == 0
     assert claim_one(broker).attempt == 1
+
+
+def test_an_id_given_twice_in_one_batch_is_written_once(broker: Any) -> None:
+    broker.enqueue([item("dead")])
+    assert broker.bury([Bury(claim_one(broker).lease, FAILURE)]) == [True]
+    first, second = item("a"), replace(item("a"), body=b"second")
+    batch = [first, second, item("b"), item("dead"), replace(item("dead"), body=b"again")]
+    assert broker.enqueue(batch) == [True, False, True, True, False]
+    jobs = broker.claim(["q"], 10, LONG_LEASE_MS, "w").jobs
+    assert sorted((c.job_id, c.body) for c in jobs) == [
+        ("a", first.body),
+        ("b", item("b").body),
+        ("dead", item("dead").body),
+    ]
+    assert broker.counts("q").dead == 0
 
 
 def test_claim_takes_oldest_due_first(broker: Any) -> None:

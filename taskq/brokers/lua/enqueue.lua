@@ -6,30 +6,39 @@
 -- Returns: one digit per job, as one string: 1 (written) or 0 (a job with that id is waiting or
 -- running).
 local us = now_us()
-local written = {}
+local ids = {}
+for i = 2, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
+-- a few commands for the whole batch (bodies looked up, written and scheduled together): two
+-- per job were most of a bulk enqueue's Redis time
+local known = hmget(KEYS[3], ids)  -- a body kept under the id: its job is waiting, running or dead
+local written, bodies, dues, taken = {}, {}, {}, {}
 local soonest = nil
-for i = 2, #ARGV, 4 do
-  local id = ARGV[i]
-  -- a new id (the common case) costs one HSETNX; a known one is waiting, running or dead
-  local fresh = redis.call('HSETNX', KEYS[3], id, ARGV[i + 1]) == 1
-  if not fresh and (redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id)) then
-    written[#written + 1] = 0
+for n, id in ipairs(ids) do
+  local i = 2 + (n - 1) * 4
+  if taken[id] or (known[n] and (redis.call('ZSCORE', KEYS[1], id)
+                                 or redis.call('ZSCORE', KEYS[2], id))) then
+    written[n] = 0
   else
-    if not fresh then
+    if known[n] then
       -- a dead job's id used again: the new job replaces it and starts afresh
       redis.call('ZREM', KEYS[7], id)
       redis.call('HDEL', KEYS[4], id)
       redis.call('HDEL', KEYS[5], id)
       redis.call('HDEL', KEYS[6], id)
-      redis.call('HSET', KEYS[3], id, ARGV[i + 1])
     end
+    taken[id] = true  -- the same id twice in one batch: the first one is written
     local due = due_after(us, tonumber(ARGV[i + 2]))
     if ARGV[i + 3] ~= '' then due = tonumber(ARGV[i + 3]) * 1000 end
-    redis.call('ZADD', KEYS[1], due, id)
-    written[#written + 1] = 1
+    bodies[#bodies + 1] = id
+    bodies[#bodies + 1] = ARGV[i + 1]
+    dues[#dues + 1] = due
+    dues[#dues + 1] = id
+    written[n] = 1
     if soonest == nil or due < soonest then soonest = due end
   end
 end
+batched('HSET', KEYS[3], bodies, 2)
+batched('ZADD', KEYS[1], dues, 2)
 if soonest ~= nil then
   redis.call('PUBLISH', ARGV[1], ms_until(soonest, us))
 end
