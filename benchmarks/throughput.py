@@ -18,6 +18,7 @@ POLL = 0.002  # seconds between the observer's looks at the queue's counts
 CONFIGS = (
     ("c=1, JSON info log to file", ["--concurrency", "1", "--log-format", "json"], "noop"),
     ("c=10 (default), JSON info log", ["--log-format", "json"], "noop"),
+    ("c=10, --prefetch 0, JSON info log", ["--prefetch", "0", "--log-format", "json"], "noop"),
     ("c=50, JSON info log", ["--concurrency", "50", "--log-format", "json"], "noop"),
     (
         "c=10 (default), --log-level warning",

@@ -28,6 +28,7 @@ def worker(args: argparse.Namespace) -> int:
     options = WorkerOptions(
         queues=queues,
         concurrency=args.concurrency,
+        prefetch=args.prefetch,
         lease=parse_duration(args.lease, "--lease"),
         poll_interval=poll,
         grace=parse_duration(args.grace, "--grace"),

@@ -30,6 +30,13 @@ def parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--concurrency", type=int, default=10, help="jobs run at once (default 10)")
     worker.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="most jobs claimed beyond the free slots while jobs are short "
+        "(default 4 x concurrency; 0: none)",
+    )
+    worker.add_argument(
         "--processes",
         type=int,
         default=1,

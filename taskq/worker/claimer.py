@@ -1,4 +1,4 @@
-"""The worker's claim thread: it claims due jobs into free slots and hands them to run."""
+"""The worker's claim thread: it claims due jobs for its slots and hands them to run."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ..job import Job
 from ..task import AnyTask
 from .logs import log
 from .outcome import Attempt, admit, call_sync, cancelled
+from .prefetch import Prefetch
 from .recorder import RECONNECT, Recorder
 
 if TYPE_CHECKING:
@@ -60,26 +61,51 @@ class Timed:
     task: AnyTask = field(compare=False)
 
 
+@dataclass
+class Ready:
+    """A plain task's attempt waiting for a task thread and a slot."""
+
+    claimer: Claimer
+    attempt: Attempt
+    job: Job
+    task: AnyTask
+
+    def __call__(self) -> None:
+        self.claimer._run_sync(self)
+
+
+@dataclass(frozen=True)
+class Started:
+    """A plain task's attempt with a timeout started: it ends at ``at`` if still running."""
+
+    ready: Ready
+    at: float
+
+
 _STOP = object()
 _HELD_NEWS = object()  # a lease was lost or a cancel asked: a held job may end unstarted
-News = Freed | Wake | object
+News = Freed | Wake | Started | object
 
 
 class Claimer:
-    """Runs on a thread of its own: each turn it takes the news (slots freed, wake-ups, a
-    stop), starts the jobs it holds that are now due, and claims up to the free slots in one
-    call (with the jobs due within :data:`CLAIM_AHEAD`, which it holds until due).
+    """Runs on a thread of its own: each turn it takes the news (attempts decided, wake-ups,
+    a stop), starts the jobs it holds that are now due, and claims in one call for the free
+    slots and the ready jobs its :class:`~taskq.worker.prefetch.Prefetch` asks for (with the
+    jobs due within :data:`CLAIM_AHEAD`, which it holds until due).
 
-    Plain-task jobs go straight to the task threads, which hand what the call returned to the
-    :class:`~taskq.worker.recorder.Recorder`: such a job costs no event-loop hop. Async-task
-    jobs start on the worker's event loop. Only this thread changes ``running``; other threads
-    talk to it through its inbox.
+    Plain-task jobs go straight to the task threads, which run each when they have a slot and
+    hand what the call returned to the :class:`~taskq.worker.recorder.Recorder`: such a job
+    costs no event-loop hop. Async-task jobs go to the worker's event loop. Only this thread
+    changes ``running`` (every attempt in hand: ready, held until due, or running); other
+    threads talk to it through its inbox.
     """
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.inbox: queue.SimpleQueue[News] = queue.SimpleQueue()
-        self.running: dict[str, Attempt] = {}  # attempts holding a slot, by job id
+        self.running: dict[str, Attempt] = {}  # attempts in hand, by job id
+        o = worker.options
+        self.prefetch = Prefetch(o.concurrency, o.most_ready)
         self._recorder: Recorder | None = None
         self._deadlines: list[Timed] = []
         self._held: list[Timed] = []  # claimed ahead, not started yet (they hold slots)
@@ -147,15 +173,21 @@ class Claimer:
         return o.burst and self._idle and not self.running and not recorder.unwritten
 
     def _free(self) -> int:
-        return self.worker.options.concurrency - len(self.running)
+        """How many jobs a claim may take now: free slots and ready jobs wanted."""
+        return self.worker.options.concurrency + self.prefetch.size - len(self.running)
+
+    def _may_claim(self) -> bool:
+        """Whether a claim would take enough jobs: with a prefetch, once half of it is free,
+        so that claims come in batches while the ready jobs still cover a round trip."""
+        return not self._stopping and self._free() >= max(1, self.prefetch.size // 2)
 
     def _should_claim(self) -> bool:
-        return not self._stopping and self._free() > 0 and time.monotonic() >= self._next_claim
+        return self._may_claim() and time.monotonic() >= self._next_claim
 
     def _wait(self) -> float | None:
         """Seconds to wait for news before the next thing this thread has to do (None: none)."""
         times: list[float] = []
-        if not self._stopping and self._free() > 0:
+        if self._may_claim():
             times.append(self._next_claim)
         if self._deadlines:
             times.append(self._deadlines[0].at)
@@ -184,12 +216,18 @@ class Claimer:
         if isinstance(news, Freed):
             for attempt in news.attempts:
                 self.running.pop(attempt.claimed.job_id, None)
+                if attempt.ran_for is not None:
+                    self.prefetch.ran(attempt.ran_for)
             self._idle = False
             if len(self._deadlines) > 2 * len(self.running) + 16:
                 self._forget_deadlines()
         elif isinstance(news, Wake):  # a job was enqueued, or outcomes written: look again
             self._idle = False
             self._next_claim = min(self._next_claim, news.at)
+        elif isinstance(news, Started):
+            r = news.ready
+            timed = Timed(news.at, next(self._seq), r.attempt, r.job, r.task)
+            heapq.heappush(self._deadlines, timed)
         elif news is _HELD_NEWS:
             held = [h for h in self._held if not self._ended_unstarted(h.attempt)]
             heapq.heapify(held)
@@ -207,6 +245,7 @@ class Claimer:
         if not self._stopping:
             self._stopping = True
             self._grace_ends = time.monotonic() + self.worker.options.grace
+            self._hand_back_ready()
             if self.running:
                 log.info(
                     "stopping: waiting up to %gs for %d running job(s)",
@@ -231,6 +270,7 @@ class Claimer:
             log.warning("broker unreachable (%s); retrying in %.1fs", exc, delay)
             self._next_claim = time.monotonic() + delay
             return
+        self.prefetch.claimed(time.monotonic() - sent)
         if self._claim_failures:
             log.info("broker reachable again after %d failed attempt(s)", self._claim_failures)
             self._claim_failures = 0
@@ -307,21 +347,31 @@ class Claimer:
         task: AnyTask,
         on_loop: list[tuple[Attempt, Job, AnyTask]],
     ) -> None:
-        """Submit a plain task's attempt to the task threads; add an async one to ``on_loop``."""
+        """Submit a plain task's attempt to the task threads; add an async one to ``on_loop``.
+        Either runs once it has a slot."""
         if task.is_async:
             on_loop.append((attempt, job, task))
             return
-        if task.options.timeout is not None:
-            at = time.monotonic() + task.options.timeout
-            heapq.heappush(self._deadlines, Timed(at, next(self._seq), attempt, job, task))
         threads = self.worker.threads
         assert threads is not None  # made by Worker.run() before this thread starts
-        threads.submit(partial(self._run_sync, attempt, job, task))
+        threads.submit(Ready(self, attempt, job, task))
 
-    def _run_sync(self, attempt: Attempt, job: Job, task: AnyTask) -> None:
-        """On a task thread: run the attempt and hand what it returned or raised to the
-        recorder, unless its timeout ended it first."""
-        ok, value = call_sync(task, job, attempt)
+    def _run_sync(self, ready: Ready) -> None:
+        """On a task thread: once a slot is free, run the attempt and hand what it returned or
+        raised to the recorder, unless its timeout ended it first. One whose lease was lost or
+        for which a cancel was asked while it waited ends unstarted."""
+        attempt, job, task = ready.attempt, ready.job, ready.task
+        if self._ended_unstarted(attempt):
+            return
+        slots = self.worker.slots
+        slots.take()
+        try:
+            attempt.started = time.monotonic()
+            if task.options.timeout is not None:
+                self.inbox.put(Started(ready, attempt.started + task.options.timeout))
+            ok, value = call_sync(task, job, attempt)
+        finally:
+            slots.give()
         if attempt.finish():
             self.recorder.ran(attempt, job, task, ok, value)
 
@@ -343,6 +393,21 @@ class Claimer:
                 self.recorder.ran(d.attempt, d.job, d.task, False, TimeoutError())
 
     # -- stopping -----------------------------------------------------------------------------
+
+    def _hand_back_ready(self) -> None:
+        """A stop began: hand back at once the ready jobs no task thread or slot took yet,
+        their attempts not counted, for another worker to run."""
+        threads = self.worker.threads
+        assert threads is not None
+        handed = 0
+        for call in threads.drain():
+            if isinstance(call, Ready) and call.attempt.finish():
+                outcome = RetryLater(call.attempt.claimed.lease, 0, count_attempt=False)
+                self.recorder.ended(call.attempt, outcome)
+                handed += 1
+        self.worker.hand_back_ready_async()
+        if handed:
+            log.info("stopping: handed back %d job(s) not started", handed)
 
     def _hand_back(self) -> None:
         """Past the grace period: hand the jobs still running back to the queue, their attempts

@@ -1,4 +1,4 @@
-"""How a worker runs: its queues, concurrency, lease, poll interval, grace period and mode."""
+"""How a worker runs: queues, concurrency, prefetch, lease, poll interval, grace period, mode."""
 
 from __future__ import annotations
 
@@ -13,11 +13,18 @@ class WorkerOptions:
 
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
     concurrency: int = 10
+    # most jobs claimed beyond the slots, held ready for short jobs (None: 4 x concurrency)
+    prefetch: int | None = None
     lease: float = 30.0  # seconds a claim is valid without renewal
     poll_interval: float = 1.0  # longest sleep between claims; wake-ups usually come first
     grace: float = 30.0  # seconds running jobs get to finish after the first stop signal
     burst: bool = False  # exit once nothing is waiting or running
     heartbeat: float = 5.0  # seconds between announcements to ``taskq info``
+
+    @property
+    def most_ready(self) -> int:
+        """Most jobs held ready beyond the slots (the prefetch's upper bound)."""
+        return 4 * self.concurrency if self.prefetch is None else self.prefetch
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -26,6 +33,8 @@ class WorkerOptions:
             check_queue(queue)
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.prefetch is not None and self.prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
         if not self.lease >= 0.1:
             raise ValueError(f"lease must be >= 0.1 seconds, got {self.lease}")
         if not self.poll_interval > 0 or self.grace < 0 or not self.heartbeat > 0:

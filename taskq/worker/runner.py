@@ -28,6 +28,7 @@ from .logs import log
 from .options import WorkerOptions
 from .outcome import Attempt, Outcome, call_async, cancelled
 from .recorder import FINAL_FLUSH
+from .slots import Slots
 from .threads import TaskThreads
 
 T = TypeVar("T")
@@ -44,7 +45,7 @@ class Worker:
     Its claim thread (:class:`~taskq.worker.claimer.Claimer`) claims jobs, and its outcome
     thread (:class:`~taskq.worker.recorder.Recorder`) records what they came to. Plain tasks
     run on task threads, async tasks on this worker's event loop, which also renews leases and
-    sends heartbeats.
+    sends heartbeats; both take one of its :class:`~taskq.worker.slots.Slots` to run.
     """
 
     def __init__(self, app: App, options: WorkerOptions | None = None) -> None:
@@ -56,7 +57,9 @@ class Worker:
         self.leases = LeaseKeeper(self.broker, self.options.lease, self.io)
         self.claimer = Claimer(self)
         self.threads: TaskThreads | None = None
-        self._async: dict[str, asyncio.Task[None]] = {}  # running async attempts, by job id
+        self.slots = Slots(self.options.concurrency)
+        self._async: dict[str, asyncio.Task[None]] = {}  # async attempts in hand, by job id
+        self._ready_async: set[str] = set()  # job ids of those still waiting for a slot
         self._loop: asyncio.AbstractEventLoop | None = None
         # the last stop passed its bound (the broker did not answer): threads may still be
         # blocked on it, so whoever runs this worker should end the process without waiting
@@ -148,24 +151,48 @@ class Worker:
             self._async[job_id] = asyncio.create_task(self._work(attempt, job, task))
 
     async def _work(self, attempt: Attempt, job: Job, task: AnyTask) -> None:
-        """Run an async task's attempt in its own asyncio task (which a cancel can stop); the
-        recorder decides what it comes to, as for a plain task."""
+        """Run an async task's attempt in its own asyncio task (which a cancel can stop) once
+        a slot is free; the recorder decides what it comes to, as for a plain task."""
         recorder = self.claimer.recorder
+        job_id = attempt.claimed.job_id
+        started = False
         try:
+            self._ready_async.add(job_id)
+            try:
+                await self.slots.atake()
+            finally:
+                self._ready_async.discard(job_id)
+            started = True
+            attempt.started = time.monotonic()
             ok, value = await call_async(task, job, attempt)
         except asyncio.CancelledError:
             outcome: Outcome | None = None  # its lease was lost: nothing of it is ours to record
             if attempt.lost:
                 pass
             elif attempt.cancel.is_set():  # asked to stop: the broker ends it cancelled
-                outcome = cancelled(attempt, "its coroutine was cancelled")
+                why = "its coroutine was cancelled" if started else "before it started"
+                outcome = cancelled(attempt, why)
             else:  # cancelled by shutdown: hand it back, attempt not spent
                 outcome = RetryLater(attempt.claimed.lease, 0, count_attempt=False)
             recorder.ended(attempt, outcome)
         else:
             recorder.ran(attempt, job, task, ok, value)
         finally:
-            del self._async[attempt.claimed.job_id]
+            if started:
+                self.slots.give()
+            del self._async[job_id]
+
+    def hand_back_ready_async(self) -> None:
+        """Hand back the async attempts still waiting for a slot, unstarted (thread-safe): a
+        stopping worker starts nothing more."""
+        assert self._loop is not None
+
+        def cancel() -> None:
+            for job_id in self._ready_async:
+                self._async[job_id].cancel()
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing waits on it now
+            self._loop.call_soon_threadsafe(cancel)
 
     def cancel_async(self, attempts: list[Attempt]) -> None:
         """Cancel running async-task attempts (thread-safe); each reports its end as usual."""

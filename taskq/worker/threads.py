@@ -32,6 +32,23 @@ class TaskThreads:
         """Run ``call()`` on a task thread (queued until one is free)."""
         self._inbox.put(call)
 
+    def drain(self) -> list[Callable[[], None]]:
+        """Take back the calls no thread has started."""
+        calls: list[Callable[[], None]] = []
+        stops = 0
+        while True:
+            try:
+                call = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if call is _STOP:
+                stops += 1
+            else:
+                calls.append(call)
+        for _ in range(stops):
+            self._inbox.put(_STOP)
+        return calls
+
     def stop(self) -> None:
         """Let idle threads end; a thread still running a call ends when the call returns."""
         for _ in self._threads:

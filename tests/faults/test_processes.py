@@ -173,6 +173,28 @@ def test_a_job_whose_worker_is_killed_is_run_by_another_after_the_lease(
     assert project.counts() == (0, 0, 0, 0)
 
 
+def test_a_worker_killed_holding_ready_jobs_loses_none_of_them(any_project: Project) -> None:
+    project = any_project
+    note = project.app.tasks["note"]
+    victim = project.worker("--concurrency", "1", "--prefetch", "4")
+    note.delay_many([((n,), {}) for n in range(50)])  # short jobs: the victim starts prefetching
+    wait_for(lambda: len(project.lines("ran.txt")) == 50, 15, "the short jobs to run")
+    handle = project.app.tasks["slow"].delay("k", 3.0)
+    started_by(project, "k")
+    note.delay_many([((n,), {}) for n in range(50, 54)])  # claimed as ready behind "k"
+    wait_for(lambda: project.counts()[2] == 5, 10, "the victim to hold 4 ready jobs")
+    victim.signal(signal.SIGKILL)
+    assert victim.wait(5) == -signal.SIGKILL
+    survivor = project.worker()
+
+    wait_for(lambda: len(project.lines("ran.txt")) == 54, 15, "the ready jobs to run again")
+    ran = collections.Counter(project.lines("ran.txt"))
+    assert ran == collections.Counter(str(n) for n in range(54)), "lost or run twice"
+    assert handle.result(timeout=15) == "k"
+    assert started_by(project, "k", 2)[1] == survivor.pid
+    assert project.counts() == (0, 0, 0, 0)
+
+
 # -- (c) a job five times longer than its lease ------------------------------------------------
 
 
