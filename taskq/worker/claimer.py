@@ -294,14 +294,10 @@ class Claimer:
         # its arrival, it ends no earlier than the job's due time
         arrived = time.monotonic()
         on_loop: list[tuple[Attempt, Job, AnyTask]] = []
-        for claimed in jobs:
-            attempt = Attempt(claimed)
-            worker.leases.hold(
-                claimed.lease,
-                sent,
-                partial(worker.lost, attempt),
-                partial(worker.cancel, attempt),
-            )
+        attempts = [Attempt(claimed) for claimed in jobs]
+        worker.leases.hold(((a.claimed.lease, a) for a in attempts), sent)
+        for attempt in attempts:
+            claimed = attempt.claimed
             admitted = admit(worker.app, attempt)
             if isinstance(admitted, Bury):
                 self.recorder.ended(attempt, admitted)

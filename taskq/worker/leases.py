@@ -6,9 +6,10 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Generic, TypeVar
 
 from ..brokers.base import CANCEL_REQUESTED, REFUSED, Broker, Lease
 from ..errors import BrokerError
@@ -18,22 +19,28 @@ from .logs import log
 # worker could recover it (by the broker's clock), this worker has stopped treating it as its own.
 SAFETY = 0.2  # fraction of the lease
 
+T = TypeVar("T")  # what the worker holds a lease for (its attempt)
+
 
 @dataclass
-class Held:
-    """A lease this worker holds, and until when (monotonic) it is surely still valid."""
+class Held(Generic[T]):
+    """A lease this worker holds for ``holder``, and until when (monotonic) it is surely still
+    valid."""
 
     lease: Lease
+    holder: T
     valid_until: float
-    on_lost: Callable[[], None]
-    on_cancel: Callable[[], None] | None = None  # called once, when a cancel is first reported
+    cancel_told: bool = False  # a renewal reported a cancel request, and it was passed on
 
 
-class LeaseKeeper:
+class LeaseKeeper(Generic[T]):
     """Renews every held lease in one batched call each ``lease/3`` seconds.
 
-    Leases are held and released by the worker's claim thread and renewed on its event loop:
-    ``held`` changes only under ``_lock``, and is read from a copy taken under it.
+    Leases are held and released by the worker's claim and outcome threads, in batches, and
+    renewed on its event loop: ``held`` changes only under ``_lock``, and is read from a copy
+    taken under it. A lease lost is reported with ``on_lost(holder)``; the first renewal that
+    reports a cancel request for a job, with ``on_cancel(holder)`` (so a running job hears of a
+    cancel within about ``lease/3``).
     """
 
     def __init__(
@@ -41,33 +48,33 @@ class LeaseKeeper:
         broker: Broker,
         lease_s: float,
         io: Callable[[Callable[[], list[int]]], Awaitable[list[int]]],
+        on_lost: Callable[[T], None],
+        on_cancel: Callable[[T], None],
     ) -> None:
         self.broker = broker
         self.lease_s = lease_s
         self.io = io
-        self.held: dict[str, Held] = {}
+        self.on_lost = on_lost
+        self.on_cancel = on_cancel
+        self.held: dict[str, Held[T]] = {}
         self._lock = threading.Lock()
 
-    def hold(
-        self,
-        lease: Lease,
-        since: float,
-        on_lost: Callable[[], None],
-        on_cancel: Callable[[], None] | None = None,
-    ) -> None:
-        """Start renewing ``lease``, taken by a claim sent at monotonic time ``since``;
-        ``on_cancel`` runs when a renewal reports that a cancel of the job was requested (so a
-        running job hears of a cancel within about ``lease/3``)."""
+    def hold(self, leases: Iterable[tuple[Lease, T]], since: float) -> None:
+        """Start renewing each ``(lease, holder)``, taken by a claim sent at monotonic time
+        ``since``."""
         valid_until = since + self.lease_s * (1 - SAFETY)
-        held = Held(lease, valid_until, on_lost, on_cancel)
+        held = {lease.job_id: Held(lease, holder, valid_until) for lease, holder in leases}
         with self._lock:
-            self.held[lease.job_id] = held
+            self.held.update(held)
 
-    def release(self, job_id: str) -> None:
+    def release(self, job_ids: Sequence[str]) -> None:
+        """Stop renewing these jobs' leases (their outcomes are recorded, or not ours)."""
         with self._lock:
-            self.held.pop(job_id, None)
+            pop = self.held.pop
+            for job_id in job_ids:
+                pop(job_id, None)
 
-    def _snapshot(self) -> list[Held]:
+    def _snapshot(self) -> list[Held[T]]:
         with self._lock:
             return list(self.held.values())
 
@@ -118,9 +125,9 @@ class LeaseKeeper:
                 continue  # finished while we were renewing
             if ok:
                 h.valid_until = sent + self.lease_s * (1 - SAFETY)
-                if ok == CANCEL_REQUESTED and h.on_cancel is not None:
-                    on_cancel, h.on_cancel = h.on_cancel, None
-                    on_cancel()
+                if ok == CANCEL_REQUESTED and not h.cancel_told:
+                    h.cancel_told = True
+                    self.on_cancel(h.holder)
             elif answered or time.monotonic() >= h.valid_until:
                 self._lose(h, "refused by the broker" if answered else "not renewed in time")
 
@@ -131,7 +138,7 @@ class LeaseKeeper:
             if now >= h.valid_until:
                 self._lose(h, "not renewed in time")
 
-    def _lose(self, h: Held, why: str) -> None:
+    def _lose(self, h: Held[T], why: str) -> None:
         with self._lock:
             if self.held.get(h.lease.job_id) is not h:
                 return  # released (its outcome recorded) meanwhile
@@ -144,4 +151,4 @@ class LeaseKeeper:
                 why,
                 extra={"event": "lost", "job_id": h.lease.job_id, "queue": h.lease.queue},
             )
-        h.on_lost()
+        self.on_lost(h.holder)

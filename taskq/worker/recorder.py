@@ -54,7 +54,7 @@ class Recorder:
     def __init__(
         self,
         broker: Broker,
-        leases: LeaseKeeper,
+        leases: LeaseKeeper[Attempt],
         freed: Callable[[list[Attempt]], None],
         written: Callable[[], None],
         fatal: Callable[[], None],
@@ -112,8 +112,7 @@ class Recorder:
                 )
                 continue
             failures = 0
-            for outcome in batch:
-                self.leases.release(outcome.lease.job_id)
+            self.leases.release([outcome.lease.job_id for outcome in batch])
             self.unwritten = 0
             batch = []
             self._written()
@@ -134,6 +133,7 @@ class Recorder:
         except queue.Empty:
             return give_up_at
         decided: list[Attempt] = []
+        unrecorded: list[str] = []  # job ids of attempts with nothing to write
         with logs.batch():  # the outcome lines of what arrived together: one write
             while True:
                 if item is _STOP:
@@ -142,13 +142,15 @@ class Recorder:
                     decided.append(item.attempt)
                     outcome = self._decide(item)
                     if outcome is None:
-                        self.leases.release(item.attempt.claimed.job_id)
+                        unrecorded.append(item.attempt.claimed.job_id)
                     else:
                         batch.append(outcome)
                 try:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
                     break
+        if unrecorded:
+            self.leases.release(unrecorded)
         if decided:
             self.unwritten = len(batch)
             self._freed(decided)

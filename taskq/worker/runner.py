@@ -54,7 +54,9 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.broker = app.broker
         self._io = ThreadPoolExecutor(2, thread_name_prefix="taskq-io")
-        self.leases = LeaseKeeper(self.broker, self.options.lease, self.io)
+        self.leases: LeaseKeeper[Attempt] = LeaseKeeper(
+            self.broker, self.options.lease, self.io, self.lost, self.cancel
+        )
         self.claimer = Claimer(self)
         self.threads: TaskThreads | None = None
         self.slots = Slots(self.options.concurrency)
