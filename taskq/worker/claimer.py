@@ -19,7 +19,8 @@ from ..task import AnyTask
 from .logs import log
 from .outcome import Attempt, admit, call_sync, cancelled
 from .prefetch import Prefetch
-from .recorder import RECONNECT, Recorder
+from .recorder import Recorder
+from .writer import RECONNECT
 
 if TYPE_CHECKING:
     from .runner import Worker

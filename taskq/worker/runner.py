@@ -27,9 +27,9 @@ from .leases import LeaseKeeper
 from .logs import log
 from .options import WorkerOptions
 from .outcome import Attempt, Outcome, call_async, cancelled
-from .recorder import FINAL_FLUSH
 from .slots import Slots
 from .threads import TaskThreads
+from .writer import FINAL_FLUSH
 
 T = TypeVar("T")
 
