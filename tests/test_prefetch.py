@@ -128,14 +128,18 @@ def prefetch_of(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     yield fix
 
 
-def spy_claims(app: App) -> list[int]:
-    """Record how many jobs each claim asked the real broker for."""
+def spy_claims(app: App, claimed: dict[str, float] | None = None) -> list[int]:
+    """Record how many jobs each claim asked the real broker for (and, in ``claimed``, when
+    each job was claimed)."""
     counts: list[int] = []
     claim = app.broker.claim
 
     def recording(queues: Any, count: int, *args: Any) -> Any:
         counts.append(count)
-        return claim(queues, count, *args)
+        batch = claim(queues, count, *args)
+        if claimed is not None:
+            claimed.update({job.job_id: time.monotonic() for job in batch.jobs})
+        return batch
 
     app.broker.claim = recording  # type: ignore[method-assign]
     return counts
@@ -178,7 +182,7 @@ def test_ready_jobs_wait_for_a_slot_concurrency_still_bounds_what_runs(
     run_burst(redis_app, concurrency=2)
     for handle in handles:
         assert handle.result(timeout=1) is None
-    assert counts[0] == 8, "a claim takes the free slots and the ready jobs"
+    assert counts[0] == 4, "a claim takes half of what the worker may hold: 2 slots + 6 ready"
     assert most == 2, f"{most} jobs ran at once with concurrency 2"
     assert_queue_empty(redis_app)
 
@@ -231,7 +235,7 @@ class Scene:
 def ready_behind_a_running_job(
     app: App, kind: str, prefetch_of: Any, ready: int, **options: Any
 ) -> Iterator[Scene]:
-    prefetch_of(ready)
+    prefetch_of(2 * ready)  # claims of half that: in two
     release, ran, hold, other = blocker_and_others(app, kind)
     held = hold.delay()
     with worker_thread(app, concurrency=1, **options) as worker:
@@ -277,10 +281,12 @@ def test_a_ready_jobs_timeout_counts_from_its_start_not_its_claim(
     redis_app: App, prefetch_of: Any
 ) -> None:
     prefetch_of(1)
+    ended: list[float] = []
 
     @redis_app.task
     def first() -> None:
         time.sleep(0.6)
+        ended.append(time.monotonic())
 
     @redis_app.task(timeout=0.4, max_retries=0)
     def second() -> str:
@@ -289,9 +295,11 @@ def test_a_ready_jobs_timeout_counts_from_its_start_not_its_claim(
 
     one = first.delay()
     two = second.delay()
-    counts = spy_claims(redis_app)
+    claimed: dict[str, float] = {}
+    spy_claims(redis_app, claimed)
     run_burst(redis_app, concurrency=1)
-    assert counts[0] == 2  # the second waited 0.6 s for the slot, held ready
+    # the second was claimed while the first ran, and waited for the slot, held ready
+    assert claimed[two.id] < ended[0] - 0.3
     assert one.result(timeout=1) is None
     assert two.result(timeout=1) == "in time"
 

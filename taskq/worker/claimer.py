@@ -173,14 +173,24 @@ class Claimer:
         o = self.worker.options
         return o.burst and self._idle and not self.running and not recorder.unwritten
 
+    def _batch(self) -> int:
+        """Most jobs one claim takes: with ready jobs, half of what the worker may hold, so
+        that one batch runs while the next is on its way (a worker that claimed only once all
+        it held was done kept its task threads waiting a round trip per batch)."""
+        concurrency = self.worker.options.concurrency
+        return max(concurrency, (concurrency + self.prefetch.size) // 2)
+
     def _free(self) -> int:
         """How many jobs a claim may take now: free slots and ready jobs wanted."""
-        return self.worker.options.concurrency + self.prefetch.size - len(self.running)
+        o = self.worker.options
+        room = o.concurrency + self.prefetch.size - len(self.running)
+        return min(room, self._batch())
 
     def _may_claim(self) -> bool:
-        """Whether a claim would take enough jobs: with a prefetch, once half of it is free,
-        so that claims come in batches while the ready jobs still cover a round trip."""
-        return not self._stopping and self._free() >= max(1, self.prefetch.size // 2)
+        """Whether to claim now: with ready jobs, once a whole batch is free, so that claims
+        stay big enough to cost the broker little per job; without, once a slot is."""
+        need = self._batch() if self.prefetch.size else 1
+        return not self._stopping and self._free() >= need
 
     def _should_claim(self) -> bool:
         return self._may_claim() and time.monotonic() >= self._next_claim
