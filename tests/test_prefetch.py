@@ -241,7 +241,8 @@ def ready_behind_a_running_job(
     with worker_thread(app, concurrency=1, **options) as worker:
         wait_for(lambda: ran == ["hold"], "the first job did not start")
         others = [other.delay(n) for n in range(ready)]
-        wait_for(lambda: worker.running == 1 + ready, "the worker did not claim ready jobs")
+        wait_for(lambda: worker.in_hand == 1 + ready, "the worker did not claim ready jobs")
+        assert worker.running == 1
         yield Scene(worker, release, ran, held, others)
 
 

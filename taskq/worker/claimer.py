@@ -257,11 +257,11 @@ class Claimer:
             self._stopping = True
             self._grace_ends = time.monotonic() + self.worker.options.grace
             self._hand_back_ready()
-            if self.running:
+            if running := self.worker.running:
                 log.info(
                     "stopping: waiting up to %gs for %d running job(s)",
                     self.worker.options.grace,
-                    len(self.running),
+                    running,
                 )
 
     # -- broker calls -------------------------------------------------------------------------

@@ -77,7 +77,12 @@ class Worker:
 
     @property
     def running(self) -> int:
-        """How many jobs this worker is running now."""
+        """How many jobs this worker is running now (at most its concurrency)."""
+        return self.options.concurrency - self.slots.free
+
+    @property
+    def in_hand(self) -> int:
+        """How many jobs this worker holds now: running, ready, or held until due."""
         return len(self.claimer.running)
 
     async def run(self) -> None:
