@@ -341,3 +341,36 @@ def test_failures_of_ready_jobs_are_recorded_like_any(redis_app: App, prefetch_o
         with pytest.raises(TaskFailed, match=f"boom {n}"):
             handle.result(timeout=1)
     assert_queue_empty(redis_app, dead=10)
+
+
+def test_a_stop_hands_back_a_ready_job_that_waited_for_a_slot_on_its_task_thread(
+    redis_app: App, prefetch_of: Any
+) -> None:
+    # a plain task's ready job, taken by an idle task thread, waits there for the slot an async
+    # job holds: a stop's drain cannot take it back, so it must not start once the slot frees
+    prefetch_of(2)
+    release = threading.Event()
+    ran: list[str] = []
+
+    @redis_app.task
+    async def ahold() -> None:
+        ran.append("ahold")
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+
+    @redis_app.task
+    def other() -> None:
+        ran.append("other")
+
+    held = ahold.delay()
+    with worker_thread(redis_app, concurrency=1, grace=10.0) as worker:
+        wait_for(lambda: ran == ["ahold"], "the async job did not start")
+        ready = other.delay()
+        wait_for(lambda: worker.in_hand == 2, "the worker did not claim a ready job")
+        time.sleep(0.2)  # the idle task thread has taken it, and waits for the slot
+        worker.stop()
+        release.set()
+    assert held.status() == "succeeded"
+    assert ran == ["ahold"]
+    record = redis_app.broker.get("default", ready.id)
+    assert record is not None and (record.state, record.attempt) == ("due", 0)

@@ -372,6 +372,11 @@ class Claimer:
             return
         slots = self.worker.slots
         slots.take()
+        if self._stopping or attempt.lost:  # while it waited for a slot: it does not start
+            slots.give()
+            if attempt.finish():
+                self.recorder.ended(attempt, None if attempt.lost else self._not_started(attempt))
+            return
         try:
             attempt.started = time.monotonic()
             if task.options.timeout is not None:
@@ -401,6 +406,17 @@ class Claimer:
 
     # -- stopping -----------------------------------------------------------------------------
 
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop began: nothing more starts."""
+        return self._stopping
+
+    @staticmethod
+    def _not_started(attempt: Attempt) -> RetryLater:
+        """A stop's outcome for a claimed job that did not start: due again, attempt not
+        counted."""
+        return RetryLater(attempt.claimed.lease, 0, count_attempt=False)
+
     def _hand_back_ready(self) -> None:
         """A stop began: hand back at once the ready jobs no task thread or slot took yet,
         their attempts not counted, for another worker to run."""
@@ -409,8 +425,7 @@ class Claimer:
         handed = 0
         for call in threads.drain():
             if isinstance(call, Ready) and call.attempt.finish():
-                outcome = RetryLater(call.attempt.claimed.lease, 0, count_attempt=False)
-                self.recorder.ended(call.attempt, outcome)
+                self.recorder.ended(call.attempt, self._not_started(call.attempt))
                 handed += 1
         self.worker.hand_back_ready_async()
         if handed:

@@ -162,13 +162,17 @@ class Worker:
         a slot is free; the recorder decides what it comes to, as for a plain task."""
         recorder = self.claimer.recorder
         job_id = attempt.claimed.job_id
-        started = False
+        took = started = False
         try:
             self._ready_async.add(job_id)
             try:
                 await self.slots.atake()
             finally:
                 self._ready_async.discard(job_id)
+            took = True
+            if self.claimer.stopping:  # a stop came while it waited for a slot: not started
+                recorder.ended(attempt, RetryLater(attempt.claimed.lease, 0, count_attempt=False))
+                return
             started = True
             attempt.started = time.monotonic()
             ok, value = await call_async(task, job, attempt)
@@ -185,7 +189,7 @@ class Worker:
         else:
             recorder.ran(attempt, job, task, ok, value)
         finally:
-            if started:
+            if took:
                 self.slots.give()
             del self._async[job_id]
 
