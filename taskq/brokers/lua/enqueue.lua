@@ -6,6 +6,14 @@
 -- Returns: one digit per job, as one string: 1 (written) or 0 (a job with that id is waiting or
 -- running).
 local us = now_us()
+-- the usual `delay()`: one job, due after a delay, its id new. One HSETNX writes it, where the
+-- batch path below takes an HMGET and an HSET (6 of 28 µs of Redis time per call)
+if #ARGV == 5 and ARGV[5] == '' and redis.call('HSETNX', KEYS[3], ARGV[2], ARGV[3]) == 1 then
+  local due = due_after(us, tonumber(ARGV[4]))
+  redis.call('ZADD', KEYS[1], due, ARGV[2])
+  redis.call('PUBLISH', ARGV[1], ms_until(due, us))
+  return '1'
+end
 local ids = {}
 for i = 2, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
 -- a few commands for the whole batch (bodies looked up, written and scheduled together): two
