@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
-from ..brokers.base import Bury, Claimed, RetryLater
+from ..brokers.base import Bury, Claimed
 from ..errors import BrokerError
 from ..job import Job
 from ..task import AnyTask
 from .logs import log
-from .outcome import Attempt, admit, call_sync, cancelled
+from .outcome import Attempt, admit, call_sync, cancelled, handed_back
 from .prefetch import Prefetch
 from .recorder import Recorder
 from .writer import RECONNECT
@@ -375,7 +375,7 @@ class Claimer:
         if self._stopping or attempt.lost:  # while it waited for a slot: it does not start
             slots.give()
             if attempt.finish():
-                self.recorder.ended(attempt, None if attempt.lost else self._not_started(attempt))
+                self.recorder.ended(attempt, None if attempt.lost else handed_back(attempt))
             return
         try:
             attempt.started = time.monotonic()
@@ -411,12 +411,6 @@ class Claimer:
         """Whether a stop began: nothing more starts."""
         return self._stopping
 
-    @staticmethod
-    def _not_started(attempt: Attempt) -> RetryLater:
-        """A stop's outcome for a claimed job that did not start: due again, attempt not
-        counted."""
-        return RetryLater(attempt.claimed.lease, 0, count_attempt=False)
-
     def _hand_back_ready(self) -> None:
         """A stop began: hand back at once the ready jobs no task thread or slot took yet,
         their attempts not counted, for another worker to run."""
@@ -425,7 +419,7 @@ class Claimer:
         handed = 0
         for call in threads.drain():
             if isinstance(call, Ready) and call.attempt.finish():
-                self.recorder.ended(call.attempt, self._not_started(call.attempt))
+                self.recorder.ended(call.attempt, handed_back(call.attempt))
                 handed += 1
         self.worker.hand_back_ready_async()
         if handed:
@@ -438,8 +432,7 @@ class Claimer:
         for h in self._held:  # not started: back to waiting until the same due time
             if h.attempt.finish():
                 wait_ms = math.ceil(max(h.at - now, 0.0) * 1000)
-                outcome = RetryLater(h.attempt.claimed.lease, wait_ms, count_attempt=False)
-                self.recorder.ended(h.attempt, outcome)
+                self.recorder.ended(h.attempt, handed_back(h.attempt, wait_ms))
         held = {id(h.attempt) for h in self._held}
         self._held = []
         to_cancel: list[Attempt] = []
@@ -452,8 +445,7 @@ class Claimer:
                 to_cancel.append(attempt)
             elif attempt.finish():  # the thread runs on until exit; its outcome is not ours now
                 attempt.lost = True
-                outcome = RetryLater(attempt.claimed.lease, 0, count_attempt=False)
-                self.recorder.ended(attempt, outcome)
+                self.recorder.ended(attempt, handed_back(attempt))
         if to_cancel:
             self.worker.cancel_async(to_cancel)
         # waits for the handed-back attempts to be decided; only cancelled coroutines (and calls

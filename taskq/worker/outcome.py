@@ -261,6 +261,12 @@ def cancelled(attempt: Attempt, how: str) -> RetryLater:
     return RetryLater(claimed.lease, 0)
 
 
+def handed_back(attempt: Attempt, wait_ms: int = 0) -> RetryLater:
+    """The outcome of an attempt a stopping worker gives up unfinished or unstarted: due again
+    after ``wait_ms``, its attempt not counted."""
+    return RetryLater(attempt.claimed.lease, wait_ms, count_attempt=False)
+
+
 def _failed(
     task: AnyTask, job: Job, attempt: Attempt, exc: BaseException, fields: dict[str, Any]
 ) -> Outcome:

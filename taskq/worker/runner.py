@@ -15,7 +15,6 @@ from functools import partial
 from typing import TypeVar
 
 from ..app import App
-from ..brokers.base import RetryLater
 from ..config import mask_url
 from ..job import Job
 from ..task import AnyTask
@@ -26,7 +25,7 @@ from .heartbeat import Heartbeat
 from .leases import LeaseKeeper
 from .logs import log
 from .options import WorkerOptions
-from .outcome import Attempt, Outcome, call_async, cancelled
+from .outcome import Attempt, Outcome, call_async, cancelled, handed_back
 from .slots import Slots
 from .threads import TaskThreads
 from .writer import FINAL_FLUSH
@@ -171,7 +170,7 @@ class Worker:
                 self._ready_async.discard(job_id)
             took = True
             if self.claimer.stopping:  # a stop came while it waited for a slot: not started
-                recorder.ended(attempt, RetryLater(attempt.claimed.lease, 0, count_attempt=False))
+                recorder.ended(attempt, handed_back(attempt))
                 return
             started = True
             attempt.started = time.monotonic()
@@ -184,7 +183,7 @@ class Worker:
                 why = "its coroutine was cancelled" if started else "before it started"
                 outcome = cancelled(attempt, why)
             else:  # cancelled by shutdown: hand it back, attempt not spent
-                outcome = RetryLater(attempt.claimed.lease, 0, count_attempt=False)
+                outcome = handed_back(attempt)
             recorder.ended(attempt, outcome)
         else:
             recorder.ran(attempt, job, task, ok, value)
@@ -196,22 +195,19 @@ class Worker:
     def hand_back_ready_async(self) -> None:
         """Hand back the async attempts still waiting for a slot, unstarted (thread-safe): a
         stopping worker starts nothing more."""
-        assert self._loop is not None
-
-        def cancel() -> None:
-            for job_id in self._ready_async:
-                self._async[job_id].cancel()
-
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing waits on it now
-            self._loop.call_soon_threadsafe(cancel)
+        self._cancel_on_loop(lambda: list(self._ready_async))
 
     def cancel_async(self, attempts: list[Attempt]) -> None:
         """Cancel running async-task attempts (thread-safe); each reports its end as usual."""
+        self._cancel_on_loop(lambda: [attempt.claimed.job_id for attempt in attempts])
+
+    def _cancel_on_loop(self, job_ids: Callable[[], list[str]]) -> None:
+        """Cancel, on the event loop, the asyncio tasks of the jobs ``job_ids()`` names there."""
         assert self._loop is not None
 
         def cancel() -> None:
-            for attempt in attempts:
-                task = self._async.get(attempt.claimed.job_id)
+            for job_id in job_ids():
+                task = self._async.get(job_id)
                 if task is not None:
                     task.cancel()
 
