@@ -1,4 +1,4 @@
-"""The worker: claims due jobs into free slots, runs them, records outcomes, stops gracefully."""
+"""The worker: claims due jobs for its slots, runs them, records outcomes, stops gracefully."""
 
 from __future__ import annotations
 
@@ -41,8 +41,9 @@ STOP_BOUND = CANCEL_WAIT + FINAL_FLUSH + 2.0
 class Worker:
     """Runs an app's tasks from the broker until stopped (or, in burst mode, until idle).
 
-    Its claim thread (:class:`~taskq.worker.claimer.Claimer`) claims jobs, and its outcome
-    thread (:class:`~taskq.worker.recorder.Recorder`) records what they came to. Plain tasks
+    Its claim thread (:class:`~taskq.worker.claimer.Claimer`) claims jobs, its outcome thread
+    (:class:`~taskq.worker.recorder.Recorder`) decides what they came to, and its write thread
+    (:class:`~taskq.worker.writer.Writer`) records that. Plain tasks
     run on task threads, async tasks on this worker's event loop, which also renews leases and
     sends heartbeats; both take one of its :class:`~taskq.worker.slots.Slots` to run.
     """
