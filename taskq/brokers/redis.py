@@ -128,7 +128,8 @@ class RedisBroker(RedisInspection):
             self._remember_queues(by_queue)
             for queue, indexes in by_queue.items():
                 k = self.keys.queue(queue)
-                keys = [k.waiting, k.running, k.jobs, k.attempts, k.crashes, k.failures, k.dead]
+                keys = [k.waiting, k.due, k.jobs, k.attempts, k.crashes, k.failures, k.dead]
+                keys.append(k.due_at)
                 for chunk in _chunks(indexes):
                     args: list[Any] = [k.wake]
                     for i in chunk:
@@ -159,7 +160,7 @@ class RedisBroker(RedisInspection):
                 keys = [k.waiting, k.running, k.jobs, k.attempts, k.crashes, k.tokens, k.owners]
                 want = limit - len(jobs)
                 packed = self.scripts.claim(
-                    [*keys, k.seq],
+                    [*keys, k.seq, k.due, k.due_at],
                     [max(want, 0), lease_ms, worker, RECOVER_PER_CLAIM, int(ahead_ms * 1000)],
                     client=self.client,
                 )
@@ -207,7 +208,7 @@ class RedisBroker(RedisInspection):
         def call(queue: str, chunk: Sequence[RetryLater]) -> list[int]:
             k = self.keys.queue(queue)
             keys = [k.waiting, k.running, k.attempts, k.tokens, k.owners, k.failures, k.jobs]
-            keys += [k.crashes, k.cancels, k.finished, k.endings, k.stats]
+            keys += [k.crashes, k.cancels, k.finished, k.endings, k.stats, k.due, k.due_at]
             args: list[Any] = [k.wake, *self._finished_args(k)]
             for item in chunk:
                 failure = item.failure.pack() if item.failure else b""
@@ -235,7 +236,7 @@ class RedisBroker(RedisInspection):
         with self._errors():
             for queue in queues:
                 k = self.keys.queue(queue)
-                keys = [k.waiting, k.running, k.crashes, k.tokens, k.owners]
+                keys = [k.due, k.running, k.crashes, k.tokens, k.owners, k.due_at]
                 while True:
                     count = int(self.scripts.recover(keys, [1000], client=self.client))
                     total += count

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -11,7 +13,7 @@ import redis
 from ..serialization import packb, unpackb
 from . import Retention
 from .base import LISTED_STATES, Failure, JobRecord, MinuteCounts, QueueCounts, WorkerInfo
-from .redis_keys import NamespaceKeys
+from .redis_keys import NamespaceKeys, QueueKeys
 from .redis_scripts import Scripts
 from .redis_watch import FinishWaiter
 
@@ -43,22 +45,31 @@ class RedisInspection:
         k = self.keys.queue(queue)
         with self._errors():
             due, scheduled, running, dead = self.scripts.counts(
-                [k.waiting, k.running, k.dead], client=self.client
+                [k.waiting, k.running, k.dead, k.due], client=self.client
             )
         return QueueCounts(int(due), int(scheduled), int(running), int(dead))
 
     def get(self, queue: str, job_id: str) -> JobRecord | None:
         k = self.keys.queue(queue)
         with self._errors():
-            pipe = self.client.pipeline(transaction=True)
-            pipe.time()
-            for zset in (k.waiting, k.running, k.dead, k.finished):
-                pipe.zscore(zset, job_id)
-            for hash_ in (k.jobs, k.attempts, k.failures, k.owners, k.cancels, k.endings):
-                pipe.hget(hash_, job_id)
-            pipe.get(k.result(job_id))
-            now, due, lease, dead, finished, *fields, result = pipe.execute()
-        body, attempt, failure, owner, cancel, ending = fields
+            for _ in range(2):
+                pipe = self.client.pipeline(transaction=True)
+                pipe.time()
+                for zset in (k.waiting, k.running, k.dead, k.finished):
+                    pipe.zscore(zset, job_id)
+                for hash_ in (k.jobs, k.attempts, k.failures, k.owners, k.cancels, k.endings):
+                    pipe.hget(hash_, job_id)
+                pipe.get(k.result(job_id))
+                now, due, lease, dead, finished, *fields, result = pipe.execute()
+                body, attempt, failure, owner, cancel, ending = fields
+                if body is None or due is not None or lease is not None or dead is not None:
+                    break
+                # a body in none of the sets: the job is in the due list, unless a claim took it
+                # since (then look again)
+                due = self.scripts.due_time([k.due, k.due_at], [job_id], client=self.client)
+                if due is not None:
+                    due = int(due)
+                    break
         if due is not None or lease is not None or dead is not None:
             row = [due, lease, dead, body, attempt, failure, owner, cancel]
             return _record(queue, job_id, now[0] * 1_000_000 + now[1], row)
@@ -82,7 +93,7 @@ class RedisInspection:
     def cancel(self, queue: str, job_id: str) -> str | None:
         k = self.keys.queue(queue)
         keys = [k.waiting, k.jobs, k.attempts, k.crashes, k.failures, k.running, k.cancels]
-        keys += [k.finished, k.endings]
+        keys += [k.finished, k.endings, k.dead, k.due, k.due_at]
         retention = self.retention
         args = [job_id, k.done, retention.finished_max, retention.finished_ttl_ms]
         with self._errors():
@@ -101,10 +112,11 @@ class RedisInspection:
                 found = self.client.zrevrange(k.dead, offset, offset + limit - 1, True)  # type: ignore[assignment]
             elif state == "running":
                 found = self.client.zrange(k.running, offset, offset + limit - 1, withscores=True)  # type: ignore[assignment]
+            elif state == "due":
+                found = self._due(k, now_us, offset, limit)
             else:
-                low, high = ("-inf", now_us) if state == "due" else (f"({now_us}", "+inf")
                 found = self.client.zrangebyscore(  # type: ignore[assignment]
-                    k.waiting, low, high, start=offset, num=limit, withscores=True
+                    k.waiting, f"({now_us}", "+inf", start=offset, num=limit, withscores=True
                 )
             if not found:
                 return []
@@ -119,6 +131,19 @@ class RedisInspection:
             scores[{"running": 1, "dead": 2}.get(state, 0)] = score
             records.append(_record(queue, job_id, now_us, [*scores, *(c[n] for c in columns)]))
         return records
+
+    def _due(self, k: QueueKeys, now_us: int, offset: int, limit: int) -> list[tuple[bytes, float]]:
+        """Due jobs in the order claims take them: the due list and the jobs of the waiting set
+        whose due time has come, merged by due time."""
+        end = offset + limit
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lrange(k.due, 0, end - 1)
+        pipe.lrange(k.due_at, 0, end - 1)
+        pipe.zrangebyscore(k.waiting, "-inf", now_us, start=0, num=end, withscores=True)
+        ids, times, came = pipe.execute()
+        listed = [(job_id, float(at)) for job_id, at in zip(ids, times, strict=False)]
+        merged = heapq.merge(listed, came, key=lambda pair: pair[1])  # stable: the list first
+        return list(itertools.islice(merged, offset, end))
 
     def finishes(self, queue: str, job_id: str) -> FinishWaiter:
         with self._errors():
@@ -148,7 +173,7 @@ class RedisInspection:
         if not job_ids:
             return 0
         k = self.keys.queue(queue)
-        keys = [k.dead, k.waiting, k.attempts, k.crashes, k.jobs]
+        keys = [k.dead, k.due, k.attempts, k.crashes, k.jobs, k.due_at]
         with self._errors():
             return int(self.scripts.requeue_dead(keys, list(job_ids), client=self.client))
 

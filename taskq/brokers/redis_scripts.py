@@ -20,6 +20,7 @@ _NAMES = (
     "requeue_dead",
     "purge_dead",
     "counts",
+    "due_time",
 )
 
 
@@ -42,6 +43,7 @@ class Scripts:
     requeue_dead: Any
     purge_dead: Any
     counts: Any
+    due_time: Any
 
     @classmethod
     def register(cls, client: redis.Redis) -> Scripts:

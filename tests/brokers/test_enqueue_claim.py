@@ -94,6 +94,39 @@ def test_claim_takes_oldest_due_first(broker: Any) -> None:
     assert batch.next_due_ms is None
 
 
+def test_jobs_due_when_written_and_jobs_due_at_a_time_are_claimed_in_one_due_order(
+    broker: Any,
+) -> None:
+    now = now_ms()
+    broker.enqueue([item("now1")])
+    time.sleep(0.005)
+    broker.enqueue([item("past", due_at_ms=now - 1000), item("soon", delay_ms=20)])
+    broker.enqueue([item("now2")])
+    assert ids(broker.jobs("q", "due")) == ["past", "now1", "now2"]
+    assert ids(broker.jobs("q", "due", offset=1, limit=1)) == ["now1"]
+    first = broker.get("q", "now1").due_at_ms
+    assert now - 50 <= first <= broker.get("q", "now2").due_at_ms <= now_ms()
+    assert ids(broker.claim(["q"], 2, LONG_LEASE_MS, "w").jobs) == ["past", "now1"]
+    time.sleep(0.03)
+    # "soon" became due before "later" was written, after "now2" was
+    broker.enqueue([item("later")])
+    assert ids(broker.claim(["q"], 10, LONG_LEASE_MS, "w").jobs) == ["now2", "soon", "later"]
+
+
+def test_a_cancel_in_the_middle_of_the_due_jobs_keeps_the_others_in_order(broker: Any) -> None:
+    for n in range(5):
+        broker.enqueue([item(f"j{n}")])
+    dues = {f"j{n}": broker.get("q", f"j{n}").due_at_ms for n in range(5)}
+    assert broker.cancel("q", "j2") == "cancelled"
+    assert broker.cancel("q", "j2") is None
+    assert {f"j{n}": broker.get("q", f"j{n}").due_at_ms for n in (0, 1, 3, 4)} == {
+        k: v for k, v in dues.items() if k != "j2"
+    }
+    assert broker.counts("q").due == 4
+    assert ids(broker.claim(["q"], 10, LONG_LEASE_MS, "w").jobs) == ["j0", "j1", "j3", "j4"]
+    assert broker.claim(["q"], 10, LONG_LEASE_MS, "w").next_due_ms is None
+
+
 def test_scheduled_job_is_claimed_only_once_due(broker: Any) -> None:
     broker.enqueue([item("a", delay_ms=150)])
     assert broker.get("q", "a").state == "scheduled"

@@ -25,19 +25,6 @@ local function ms_until(due, us)
   return math.max(math.floor((due - us) / 1000), 0)
 end
 
--- Move up to `limit` running jobs whose lease ended before `now` (ms) back to waiting, due now.
--- Each recovery counts a crash and drops the token, so the old owner's writes are refused.
-local function recover(running, waiting, crashes, tokens, owners, now, limit)
-  local expired = redis.call('ZRANGEBYSCORE', running, '-inf', '(' .. now, 'LIMIT', 0, limit)
-  for _, id in ipairs(expired) do
-    redis.call('ZREM', running, id)
-    redis.call('ZADD', waiting, now * 1000, id)
-    redis.call('HINCRBY', crashes, id, 1)
-    redis.call('HDEL', tokens, id)
-    redis.call('HDEL', owners, id)
-  end
-  return #expired
-end
 
 -- Call `command` with `args` (a flat list) after `key` (nil: none), in as few calls as Lua's
 -- stack allows: a batch costs a few calls, not a few per job. `step` is how many arguments make
@@ -52,6 +39,33 @@ local function batched(command, key, args, step)
       redis.call(command, unpack(args, i, last))
     end
   end
+end
+
+-- Append `ids`, all due at `us`, to the tail of the due list `due` and their due times to the
+-- tail of its twin `due_at` (see redis_keys.py). Returns the due list's new length.
+local function push_due(due, due_at, ids, us)
+  local times = {}
+  for n = 1, #ids do times[n] = us end
+  batched('RPUSH', due_at, times)
+  local length = 0
+  for i = 1, #ids, 1000 do
+    length = redis.call('RPUSH', due, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+  return length
+end
+
+-- Move up to `limit` running jobs whose lease ended before `now` (ms) to the tail of the due list
+-- `due` (and `due_at`). Each recovery counts a crash and drops the token, so the old owner's
+-- writes are refused.
+local function recover(running, due, due_at, crashes, tokens, owners, now, limit)
+  local expired = redis.call('ZRANGEBYSCORE', running, '-inf', '(' .. now, 'LIMIT', 0, limit)
+  if #expired == 0 then return 0 end
+  batched('ZREM', running, expired)
+  push_due(due, due_at, expired, now * 1000)
+  batched('HDEL', tokens, expired)
+  batched('HDEL', owners, expired)
+  for _, id in ipairs(expired) do redis.call('HINCRBY', crashes, id, 1) end
+  return #expired
 end
 
 -- HMGET of `ids` in `key` (batched like above): a value or false per id, in order.

@@ -1,6 +1,7 @@
 -- cancel: remove a waiting job (keeping a finished record), or ask a running job to stop.
 -- KEYS[1] waiting   KEYS[2] jobs   KEYS[3] attempts   KEYS[4] crashes   KEYS[5] failures
--- KEYS[6] running   KEYS[7] cancels   KEYS[8] finished   KEYS[9] endings
+-- KEYS[6] running   KEYS[7] cancels   KEYS[8] finished   KEYS[9] endings   KEYS[10] dead
+-- KEYS[11] due (list)   KEYS[12] due_at (list)
 -- ARGV[1] id   ARGV[2] done channel   ARGV[3] most finished records kept   ARGV[4] their ttl ms
 -- Returns: 1 (was waiting, now cancelled), 2 (running: cancel requested), 0 (neither).
 local id = ARGV[1]
@@ -9,7 +10,14 @@ if redis.call('ZREM', KEYS[1], id) == 0 then
     redis.call('HSET', KEYS[7], id, 1)
     return 2
   end
-  return 0
+  -- a body that is not running nor dead belongs to a job in the due list: LPOS finds it (a scan
+  -- of the list, as long as the jobs due before it), and its due time at the same index goes too
+  local at = redis.call('HEXISTS', KEYS[2], id) == 1 and not redis.call('ZSCORE', KEYS[10], id)
+    and redis.call('LPOS', KEYS[11], id)
+  if not at then return 0 end
+  redis.call('LSET', KEYS[12], at, '-')  -- due times are numbers: '-' marks the one to drop
+  redis.call('LREM', KEYS[12], 1, '-')
+  redis.call('LREM', KEYS[11], 1, id)
 end
 local now = now_ms()
 local attempt = redis.call('HGET', KEYS[3], id)

@@ -1,8 +1,8 @@
--- retry: put running jobs back to waiting, due after a delay, keeping their last failure; a job
--- whose cancel was requested while it ran ends cancelled instead.
+-- retry: put running jobs back to waiting, due after a delay (none: at the tail of the due list),
+-- keeping their last failure; a job whose cancel was requested while it ran ends cancelled instead.
 -- KEYS[1] waiting   KEYS[2] running   KEYS[3] attempts   KEYS[4] tokens   KEYS[5] owners
 -- KEYS[6] failures  KEYS[7] jobs   KEYS[8] crashes   KEYS[9] cancels   KEYS[10] finished
--- KEYS[11] endings  KEYS[12] stats
+-- KEYS[11] endings  KEYS[12] stats   KEYS[13] due (list)   KEYS[14] due_at (list)
 -- ARGV[1] wake channel   ARGV[2] done channel   ARGV[3] most finished records kept
 -- ARGV[4] their ttl ms, then per job: id, token, delay ms, count attempt (1/0), failure ('' = none)
 -- Returns: one digit per job, as one string: 1 (put back or cancelled) or 0 (refused: stale token).
@@ -30,7 +30,11 @@ for i = 5, #ARGV, 5 do
       cancelled[#cancelled + 1] = id
     else
       local due = due_after(us, tonumber(ARGV[i + 2]))
-      redis.call('ZADD', KEYS[1], due, id)
+      if due == us then
+        push_due(KEYS[13], KEYS[14], {id}, us)
+      else
+        redis.call('ZADD', KEYS[1], due, id)
+      end
       if soonest == nil or due < soonest then soonest = due end
     end
     out[#out + 1] = 1
