@@ -14,6 +14,8 @@ import redis
 from taskq import App, EnqueueError
 from taskq.brokers.redis_keys import QueueKeys
 
+from .conftest import RedisServer
+
 
 def _keys(client: redis.Redis, namespace: str) -> list[bytes]:
     return sorted(k for k in client.scan_iter(f"{namespace}:*") if not k.endswith(b":queues"))
@@ -181,3 +183,22 @@ def test_signatures_of_every_shape_are_checked() -> None:
     with pytest.raises(EnqueueError, match="too many positional arguments"):
         var_kwargs.delay(1, 2)  # type: ignore[call-arg]
     assert app.inspector.counts("default").due == 3
+
+
+def test_a_server_that_lost_the_scripts_is_given_them_again(private_redis: RedisServer) -> None:
+    app = App(private_redis.url, namespace="ns", env={})
+    try:
+
+        @app.task
+        def ping(n: int) -> None: ...
+
+        ping.delay(1)
+        client = redis.Redis.from_url(private_redis.url)
+        client.script_flush()  # what a restart does
+        assert ping.delay(2).status() == "due"  # one job: EVALSHA, NOSCRIPT, then EVAL
+        client.script_flush()
+        assert [h.status() for h in ping.delay_many([((3,), {}), ((4,), {})])] == ["due", "due"]
+        assert app.inspector.counts("default").due == 4
+        client.close()
+    finally:
+        app.close()

@@ -122,6 +122,12 @@ class QueueKeys:
     def done(self) -> str:
         return self._key("done")
 
+    @cached_property
+    def enqueue_keys(self) -> list[str]:
+        """The keys of ``enqueue.lua``, in its order."""
+        names = ("waiting", "due", "jobs", "attempts", "crashes", "failures", "dead", "due_at")
+        return [getattr(self, name) for name in names]
+
     def result(self, job_id: str) -> str:
         return self._key(f"result:{job_id}")
 
