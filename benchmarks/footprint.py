@@ -40,28 +40,30 @@ def _sqlite_bytes(settings: Settings) -> int:
         conn.close()
 
 
-def _once(settings: Settings, n: int) -> tuple[float, float | None, int]:
-    """(bytes per job, INFO used_memory delta per job or None, one job's body size)."""
+def _once(settings: Settings, n: int, delay: float = 0) -> tuple[float, float | None, int]:
+    """(bytes per job, INFO used_memory delta per job or None, one job's body size), for jobs
+    due now or ``delay`` seconds from now."""
     with fresh(settings) as f:
         noop = f.app.tasks["noop"]
         calls: list[tuple[tuple[str], dict[str, str]]] = [((PAYLOAD,), {})] * n
         info = None
         if settings.kind == "redis":
             keys0, info0 = _redis_bytes(settings, f)
-            handles = noop.delay_many(calls)
+            handles = noop.delay_many(calls, delay=delay)
             keys1, info1 = _redis_bytes(settings, f)
             used, info = keys1 - keys0, (info1 - info0) / n
         elif settings.kind == "sqlite":
             f.app.broker  # noqa: B018 - opens the file and creates the schema first
             before = _sqlite_bytes(settings)
-            handles = noop.delay_many(calls)
+            handles = noop.delay_many(calls, delay=delay)
             used = _sqlite_bytes(settings) - before
         else:
             f.app.broker  # noqa: B018
             gc.collect()
             tracemalloc.start()
             before = tracemalloc.get_traced_memory()[0]
-            handles = noop.delay_many(calls)[:1]  # the other handles are freed before measuring
+            # the other handles are freed before measuring
+            handles = noop.delay_many(calls, delay=delay)[:1]
             gc.collect()
             used = tracemalloc.get_traced_memory()[0] - before
             tracemalloc.stop()
@@ -112,6 +114,17 @@ def run(settings: Settings, floor: Floor) -> list[Row]:
             note,
         )
     ]
+    if settings.kind == "redis":  # a delayed job waits in the waiting zset, not the due list
+        delayed = median([_once(settings, n, delay=3600)[0] for _ in range(settings.repeat)])
+        rows.append(
+            Row(
+                f"bytes/delayed job (due in 1 h), 20 B arg, {what} x{n}",
+                delayed,
+                "B/job",
+                median(floors),
+                floor.bytes_name,
+            )
+        )
     if settings.kind == "memory":
         return rows
     m = settings.size(2000, 300)
