@@ -8,11 +8,16 @@
 -- A job due now joins the tail of the due list. Only a job that finds the list empty wakes the
 -- workers: a claim that leaves jobs in the list tells its worker to claim again.
 local us = now_us()
--- the usual `delay()`: one job, due now, its id new. One HSETNX writes it, where the batch path
--- below takes an HMGET and an HSET
-if #ARGV == 5 and ARGV[4] == '0' and ARGV[5] == ''
-    and redis.call('HSETNX', KEYS[3], ARGV[2], ARGV[3]) == 1 then
-  if push_due(KEYS[2], KEYS[8], {ARGV[2]}, us) == 1 then redis.call('PUBLISH', ARGV[1], 0) end
+-- the usual `delay()` or `delay_by()`: one job, due now or after a delay, its id new. One HSETNX
+-- writes it, where the batch path below takes an HMGET and an HSET
+if #ARGV == 5 and ARGV[5] == '' and redis.call('HSETNX', KEYS[3], ARGV[2], ARGV[3]) == 1 then
+  if ARGV[4] == '0' then
+    if push_due(KEYS[2], KEYS[8], {ARGV[2]}, us) == 1 then redis.call('PUBLISH', ARGV[1], 0) end
+  else
+    local due = due_after(us, tonumber(ARGV[4]))
+    redis.call('ZADD', KEYS[1], due, ARGV[2])
+    redis.call('PUBLISH', ARGV[1], ms_until(due, us))
+  end
   return '1'
 end
 local ids = {}
