@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
         help="longest sleep between claims, e.g. 200ms (default: INTERVAL, else 1s)",
     )
     worker.add_argument(
-        "--lease", default="30s", help="how long a claim lasts without renewal (default 30s)"
+        "--lease", default="25s", help="how long a claim lasts without renewal (default 25s)"
     )
     worker.add_argument(
         "--grace", default="30s", help="time running jobs get to finish on stop (default 30s)"
