@@ -50,7 +50,7 @@ class JobInfo:
     kwargs: dict[str, Any] | None
     attempts: int  # claims so far (1 while the first attempt runs)
     max_retries: int | None
-    due_at: dt.datetime | None  # waiting jobs
+    due_at: dt.datetime | None  # waiting jobs (Redis: None for a due job behind 10,000 others)
     lease_until: dt.datetime | None  # running jobs
     finished_at: dt.datetime | None  # succeeded, cancelled and dead jobs
     worker: str | None  # running: holds the lease; succeeded: ran it

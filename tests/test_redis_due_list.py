@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 
 from taskq import App
+from taskq.brokers import redis_inspect
 from taskq.brokers.base import Bury, EnqueueItem, RetryLater
 from taskq.brokers.redis_keys import QueueKeys
 
@@ -78,3 +80,21 @@ def test_only_a_job_that_finds_the_due_list_empty_wakes_the_workers(
         assert now == b"0" and 4000 < int(later) <= 5000
     finally:
         pubsub.close()
+
+
+def test_a_due_job_far_down_the_list_is_due_without_a_due_time(
+    redis_app: App, redis_client: redis.Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_inspect, "DUE_TIME_SCAN", 3)  # looked up among the first 3 only
+    broker = redis_app.broker
+    broker.enqueue([item(f"j{n}") for n in range(5)])
+    near, far = broker.get("q", "j2"), broker.get("q", "j3")
+    assert (near.state, far.state) == ("due", "due")
+    assert near.due_at_ms is not None and far.due_at_ms is None
+    assert far.body == b"body-j3"
+    dues = dict(_due_list(redis_client, QueueKeys(namespace, "q")))
+    assert broker.cancel("q", "j3") == "cancelled"  # a cancel finds it anywhere in the list
+    assert broker.get("q", "j3").state == "cancelled"
+    del dues["j3"]  # removed from the tail's side: both lists lose the same entry
+    assert _due_list(redis_client, QueueKeys(namespace, "q")) == list(dues.items())
+    assert broker.get("q", "nothing") is None

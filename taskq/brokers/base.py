@@ -225,7 +225,7 @@ class JobRecord:
     state: str  # one of STATES
     body: bytes | None
     attempt: int
-    due_at_ms: int | None = None  # waiting jobs
+    due_at_ms: int | None = None  # waiting jobs (Redis: None for a due job far down its list)
     lease_until_ms: int | None = None  # running jobs
     failure: Failure | None = None  # last failure (retried or dead jobs)
     result: bytes | None = None  # succeeded jobs, while the result is kept

@@ -17,6 +17,10 @@ from .redis_keys import NamespaceKeys, QueueKeys
 from .redis_scripts import Scripts
 from .redis_watch import FinishWaiter
 
+# due list entries scanned for a job's due time (~0.2 ms of Redis time): past them, a job is
+# reported due with no due time, rather than hold Redis up for a long scan
+DUE_TIME_SCAN = 10_000
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -51,6 +55,7 @@ class RedisInspection:
 
     def get(self, queue: str, job_id: str) -> JobRecord | None:
         k = self.keys.queue(queue)
+        listed = False  # in the due list
         with self._errors():
             for _ in range(2):
                 pipe = self.client.pipeline(transaction=True)
@@ -66,11 +71,13 @@ class RedisInspection:
                     break
                 # a body in none of the sets: the job is in the due list, unless a claim took it
                 # since (then look again)
-                due = self.scripts.due_time([k.due, k.due_at], [job_id], client=self.client)
-                if due is not None:
-                    due = int(due)
+                keys = [k.due, k.due_at, k.jobs, k.waiting, k.running, k.dead]
+                found = self.scripts.due_time(keys, [job_id, DUE_TIME_SCAN], client=self.client)
+                if found is not None:
+                    listed = True
+                    due = int(found) or None  # 0: further on in the list than the scan goes
                     break
-        if due is not None or lease is not None or dead is not None:
+        if listed or due is not None or lease is not None or dead is not None:
             row = [due, lease, dead, body, attempt, failure, owner, cancel]
             return _record(queue, job_id, now[0] * 1_000_000 + now[1], row)
         if finished is not None and ending is not None:
@@ -227,7 +234,8 @@ class RedisInspection:
 
 def _record(queue: str, job_id: str, now_us: int, row: list[Any]) -> JobRecord:
     """A waiting, running or dead job from its scores (due in µs, the others in ms) and hash
-    fields, by the server's clock ``now_us``."""
+    fields, by the server's clock ``now_us``; a job with none of them is in the due list, too far
+    from its head for its due time to be looked up."""
     due, lease, dead, body, attempt, failure, owner, cancel = row
     fields: dict[str, Any] = {
         "body": body,
@@ -243,4 +251,6 @@ def _record(queue: str, job_id: str, now_us: int, row: list[Any]) -> JobRecord:
         return JobRecord(
             queue, job_id, "running", lease_until_ms=int(lease), worker=worker, **fields
         )
-    return JobRecord(queue, job_id, "dead", finished_at_ms=int(dead), **fields)
+    if dead is not None:
+        return JobRecord(queue, job_id, "dead", finished_at_ms=int(dead), **fields)
+    return JobRecord(queue, job_id, "due", **fields)

@@ -15,9 +15,11 @@ if redis.call('ZREM', KEYS[1], id) == 0 then
   local at = redis.call('HEXISTS', KEYS[2], id) == 1 and not redis.call('ZSCORE', KEYS[10], id)
     and redis.call('LPOS', KEYS[11], id)
   if not at then return 0 end
+  -- the removals scan from the nearer end (LREM -1: from the tail)
+  local from = at > redis.call('LLEN', KEYS[11]) / 2 and -1 or 1
   redis.call('LSET', KEYS[12], at, '-')  -- due times are numbers: '-' marks the one to drop
-  redis.call('LREM', KEYS[12], 1, '-')
-  redis.call('LREM', KEYS[11], 1, id)
+  redis.call('LREM', KEYS[12], from, '-')
+  redis.call('LREM', KEYS[11], from, id)
 end
 local now = now_ms()
 local attempt = redis.call('HGET', KEYS[3], id)
