@@ -50,7 +50,7 @@ class Clock:
 class Model:
     """What the model expects of one job."""
 
-    state: str  # due | scheduled | running | dead | done
+    state: str  # due | scheduled | running | dead | done | cancelled
     attempts: int = 0
     crashes: int = 0
     token: int | None = None
@@ -122,7 +122,7 @@ class BrokerModel(RuleBasedStateMachine):
     def enqueue_again(self, data: st.DataObject) -> None:
         job_id = data.draw(st.sampled_from(sorted(self.jobs)))
         m = self.jobs[job_id]
-        written = m.state in ("dead", "done")
+        written = m.state in ("dead", "done", "cancelled")
         item = EnqueueItem(Q, job_id, job_id.encode())
         assert self.broker.enqueue([item]) == [written], (job_id, m)
         if written:
@@ -205,6 +205,21 @@ class BrokerModel(RuleBasedStateMachine):
     def recover(self) -> None:
         assert self.broker.recover([Q]) == self.recover_model()
 
+    @precondition(lambda self: self.ids("due", "scheduled"))
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        job_id = data.draw(st.sampled_from(self.ids("due", "scheduled")))
+        assert self.broker.cancel(Q, job_id) == "cancelled"
+        self.jobs[job_id].state = "cancelled"
+
+    @precondition(lambda self: self.ids("dead"))
+    @rule(data=st.data())
+    def requeue_dead(self, data: st.DataObject) -> None:
+        job_id = data.draw(st.sampled_from(self.ids("dead")))
+        assert self.broker.requeue_dead(Q, [job_id]) == 1
+        m = self.jobs[job_id]
+        m.state, m.attempts, m.crashes = "due", 0, 0
+
     # -- what must always hold ---------------------------------------------------------
 
     @invariant()
@@ -216,11 +231,15 @@ class BrokerModel(RuleBasedStateMachine):
                 if m.result is not None:
                     assert record is not None and record.result == m.result
                 continue
+            if m.state == "cancelled":
+                assert record is not None and record.state == "cancelled", (job_id, record)
+                continue
             assert record is not None, f"{job_id} vanished; model: {m}"
             assert (record.state, record.attempt) == (m.state, m.attempts), (job_id, m)
         c = self.broker.counts(Q)
         expected = [len(self.ids(s)) for s in ("due", "scheduled", "running", "dead")]
         assert [c.due, c.scheduled, c.running, c.dead] == expected
+        assert sorted(j.job_id for j in self.broker.jobs(Q, "due")) == sorted(self.ids("due"))
 
 
 def machine(backend: str, tmp_path: Path) -> type[RuleBasedStateMachine]:
