@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -530,3 +530,29 @@ def test_concurrency_bounds_how_many_jobs_run_at_once(redis_app: App) -> None:
     assert most == 4
     assert elapsed < 2.0, f"{elapsed:.2f}s: the jobs did not run 4 at a time"
     assert_queue_empty(redis_app)
+
+
+@pytest.mark.parametrize("kind", ["redis", "sqlite", "memory"])
+def test_a_dead_job_put_back_wakes_an_idle_worker(
+    make_app: Callable[[str], App], kind: str
+) -> None:
+    app = make_app(kind)
+    ran: list[int] = []
+
+    @app.task(max_retries=0)
+    def once(n: int) -> int:
+        ran.append(n)
+        if len(ran) == 1:
+            raise RuntimeError("the first time")
+        return n
+
+    handle = once.delay(7)
+    # nothing else is due: after the job dies, the worker sleeps for its whole poll interval
+    with worker_thread(app, poll_interval=60.0):
+        deadline = time.monotonic() + 5
+        while handle.status() != "dead":
+            assert time.monotonic() < deadline, handle.status()
+            time.sleep(0.02)
+        assert app.inspector.requeue_dead("default", [handle.id]) == 1
+        assert handle.result(timeout=10) == 7  # woken, not polled
+    assert ran == [7, 7]

@@ -182,7 +182,8 @@ class RedisInspection:
         k = self.keys.queue(queue)
         keys = [k.dead, k.due, k.attempts, k.crashes, k.jobs, k.due_at]
         with self._errors():
-            return int(self.scripts.requeue_dead(keys, list(job_ids), client=self.client))
+            args = [k.wake, *job_ids]
+            return int(self.scripts.requeue_dead(keys, args, client=self.client))
 
     def purge_dead(self, queue: str) -> int:
         k = self.keys.queue(queue)
