@@ -149,7 +149,7 @@ class RedisBroker(RedisInspection):
                         item = items[i]
                         due_at = "" if item.due_at_ms is None else item.due_at_ms
                         args += [item.job_id, item.body, item.delay_ms, due_at]
-                    flags = _digits(self.scripts.run("enqueue", keys, args, self.client))
+                    flags = _digits(self.scripts.enqueue(keys, args, client=self.client))
                     written.update(zip(chunk, (bool(f) for f in flags), strict=True))
         return [written[i] for i in range(len(items))]
 
@@ -159,10 +159,10 @@ class RedisBroker(RedisInspection):
         k = self.keys.queue(item.queue)
         due_at = "" if item.due_at_ms is None else item.due_at_ms
         args = (k.wake, item.job_id, item.body, item.delay_ms, due_at)
-        with self._translate:
+        with self._errors():
             if item.queue not in self._known_queues:
                 self._remember_queues([item.queue])
-            reply: bytes = self.scripts.run("enqueue", k.enqueue_keys, args, self.client)
+            reply: bytes = self.scripts.enqueue(k.enqueue_keys, args, client=self.client)
         return reply == b"1"
 
     def _remember_queues(self, queues: Iterable[str]) -> None:
