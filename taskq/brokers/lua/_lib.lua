@@ -28,30 +28,29 @@ end
 
 -- Call `command` with `args` (a flat list) after `key` (nil: none), in as few calls as Lua's
 -- stack allows: a batch costs a few calls, not a few per job. `step` is how many arguments make
--- one item (2 for field-value pairs), so that no call splits an item.
+-- one item (2 for field-value pairs), so that no call splits an item. Returns the last call's
+-- reply (nil: no call, `args` was empty).
 local function batched(command, key, args, step)
   local per = 1000 - 1000 % (step or 1)
+  local reply = nil
   for i = 1, #args, per do
     local last = math.min(i + per - 1, #args)
     if key then
-      redis.call(command, key, unpack(args, i, last))
+      reply = redis.call(command, key, unpack(args, i, last))
     else
-      redis.call(command, unpack(args, i, last))
+      reply = redis.call(command, unpack(args, i, last))
     end
   end
+  return reply
 end
 
 -- Append `ids`, all due at `us`, to the tail of the due list `due` and their due times to the
--- tail of its twin `due_at` (see redis_keys.py). Returns the due list's new length.
+-- tail of its twin `due_at` (see redis_keys.py). Returns the due list's new length (0: no ids).
 local function push_due(due, due_at, ids, us)
   local times = {}
   for n = 1, #ids do times[n] = us end
   batched('RPUSH', due_at, times)
-  local length = 0
-  for i = 1, #ids, 1000 do
-    length = redis.call('RPUSH', due, unpack(ids, i, math.min(i + 999, #ids)))
-  end
-  return length
+  return batched('RPUSH', due, ids) or 0
 end
 
 -- Move up to `limit` running jobs whose lease ended before `now` (ms) to the tail of the due list
