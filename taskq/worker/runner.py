@@ -226,15 +226,17 @@ class Worker:
     def lost(self, attempt: Attempt) -> None:
         """Its lease was lost: cancel an async task; a sync job runs on, its outcome dropped."""
         attempt.lost = True
-        task = self._async.get(attempt.claimed.job_id)
-        if task is not None:
-            task.cancel()
-        self.claimer.attempt_news()
+        self._tell(attempt)
 
     def cancel(self, attempt: Attempt) -> None:
         """A lease renewal reported a cancel request: cancel an async task; a sync one only
         sees ``current_job().cancelled`` (a thread cannot be interrupted)."""
         attempt.cancel.set()
+        self._tell(attempt)
+
+    def _tell(self, attempt: Attempt) -> None:
+        """Pass on lease news of ``attempt``: its coroutine, if any, is cancelled, and the
+        claim thread ends it if it has not started."""
         task = self._async.get(attempt.claimed.job_id)
         if task is not None:
             task.cancel()
