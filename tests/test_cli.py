@@ -143,14 +143,25 @@ def test_a_bad_redis_db_is_one_line_and_exit_code_2(
     assert namespace_keys(redis_client, namespace) == []
 
 
-def test_a_module_failing_to_import_names_what_is_missing(
-    project: Path, env: dict[str, str]
+@pytest.mark.parametrize(
+    ("source", "culprit"),
+    [
+        # the module exists; something it imports does not: do not blame the module itself
+        ("import os\nimport tasks_broken_needs\n", "No module named 'tasks_broken_needs'"),
+        ("import os\ndef broken(:\n    pass\n", "SyntaxError: invalid syntax"),
+        ("import os\nraise RuntimeError('no settings')\n", "RuntimeError: no settings"),
+    ],
+)
+def test_a_module_failing_to_import_is_one_line_with_the_error_and_its_line(
+    project: Path, env: dict[str, str], source: str, culprit: str
 ) -> None:
-    # the module exists; something it imports does not: do not blame the module itself
-    (project / "tasks_broken.py").write_text("import tasks_broken_dependency\n")
+    (project / "tasks_broken.py").write_text(source)
     result = run_taskq(["enqueue", "tasks_broken:app", "add", "1", "2"], project, env)
-    assert result.returncode != 0
-    assert "tasks_broken_dependency" in result.stderr
+    assert result.returncode == USAGE_ERROR, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("taskq: error: importing module 'tasks_broken' failed: ")
+    assert culprit in result.stderr
+    assert f"{project / 'tasks_broken.py'}, line 2" in result.stderr
 
 
 def test_info_prints_counts_and_json(

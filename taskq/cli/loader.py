@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 from pathlib import Path
 
 from ..app import App
@@ -29,10 +30,27 @@ def load_app(reference: str) -> App:
             raise ConfigError(
                 f"cannot import module {module_name!r} (from {reference!r})"
             ) from None
-        raise
+        raise ConfigError(_import_failed(module_name, exc)) from None
+    except Exception as exc:
+        raise ConfigError(_import_failed(module_name, exc)) from None
     app = getattr(module, attribute, None)
     if app is None:
         raise ConfigError(f"module {module_name!r} has no attribute {attribute!r}")
     if not isinstance(app, App):
         raise ConfigError(f"{reference!r} is a {type(app).__name__}, not a taskq.App")
     return app
+
+
+def _import_failed(module_name: str, exc: BaseException) -> str:
+    """One line for a module that raised while it was imported: the error and where it arose."""
+    if isinstance(exc, SyntaxError):
+        where = f"{exc.filename}, line {exc.lineno}"
+        message = f"SyntaxError: {exc.msg}"
+    else:
+        # the innermost frame outside importlib's own machinery: the user's line that raised
+        frames = [
+            f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename
+        ]
+        where = f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else "?"
+        message = f"{type(exc).__name__}: {exc}"
+    return f"importing module {module_name!r} failed: {message} ({where})"
