@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from taskq import App
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, free_port
 from tests.faults.helpers import (
     lines,
     processes,
@@ -162,6 +162,25 @@ def test_a_module_failing_to_import_is_one_line_with_the_error_and_its_line(
     assert result.stderr.startswith("taskq: error: importing module 'tasks_broken' failed: ")
     assert culprit in result.stderr
     assert f"{project / 'tasks_broken.py'}, line 2" in result.stderr
+
+
+def test_a_worker_that_cannot_reach_its_broker_says_so_at_once_and_keeps_trying(
+    project: Path, tmp_path: Path
+) -> None:
+    # a wrong URL must not look like an idle worker: the first lines say the broker is unreachable
+    env = taskq_env(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    with processes() as spawn:
+        args = ["worker", "tasks:app", "--log-format", "json"]
+        worker = spawn(args, project, env, tmp_path / "worker.log")
+        [said] = wait_for(
+            lambda: [e for e in worker.events() if e.get("event") == "unreachable"],
+            15,
+            "the worker to say the broker is unreachable",
+        )
+        assert said["level"] == "error" and "cannot reach Redis" in said["message"], said
+        assert worker.alive()  # it keeps trying: the broker may come up later
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, worker.text()
 
 
 def test_info_prints_counts_and_json(

@@ -32,6 +32,9 @@ class Heartbeat:
         # it outlasts that wait, it undoes its own write
         self._inflight: asyncio.Task[None] | None = None
         self._forgotten = False
+        # whether the last heartbeat landed: if not, forget() writes nothing (the broker is
+        # unreachable, and a stop would wait out its retries; the record expires on its own)
+        self._landed = False
 
     def info(self) -> WorkerInfo:
         o = self.worker.options
@@ -63,7 +66,9 @@ class Heartbeat:
     def _beat(self, info: WorkerInfo, ttl_ms: int) -> None:
         if self._forgotten:
             return
+        self._landed = False
         self.inspector.heartbeat(info, ttl_ms)
+        self._landed = True
         if self._forgotten:  # forget() ran while this write was on its way: undo the write
             self.inspector.forget_worker(self.worker.id)
 
@@ -74,6 +79,9 @@ class Heartbeat:
     async def forget(self) -> None:
         if self._inflight is not None and not self._inflight.done():
             await asyncio.wait([self._inflight], timeout=FORGET_WAIT)
+        if not self._landed:  # a beat still on its way undoes its own write, should it land
+            self._forgotten = True
+            return
         with contextlib.suppress(BrokerError, RuntimeError):
             await self.worker.io(self._forget)
 
