@@ -16,7 +16,7 @@ def warn_about_broker(broker: Broker) -> list[str]:
     try:
         problems = broker.warnings()
     except BrokerUnavailable as exc:
-        log.error("%s; the worker keeps trying", exc, extra={"event": "unreachable"})
+        log.error("%s (the worker keeps trying)", exc, extra={"event": "unreachable"})
         return []
     except BrokerError as exc:
         log.debug("cannot check the broker's settings: %s", exc)

@@ -22,6 +22,7 @@ MARKS = {
     "exhausted": "❌",
     "dead": "❌",
     "lost": "⛔",
+    "unreachable": "🔌",
     "cancelled": "🚫",
     "info": "ℹ️",
     "warning": "⚠️",
