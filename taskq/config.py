@@ -13,16 +13,34 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import ConfigError
 
 DEFAULT_URL = "sqlite:///taskq.db"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_UNIT = r"(?:ns|us|µs|μs|ms|s|m|h)"
+# a bare number of seconds, or Go's time.ParseDuration form: one or more number-unit parts
+_DURATION = re.compile(rf"^(?:{_NUMBER}|(?:{_NUMBER}{_UNIT})+)$")
+_PART = re.compile(rf"({_NUMBER})({_UNIT})?")
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,  # micro sign
+    "μs": 1e-6,  # Greek mu: Go accepts both
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    None: 1.0,
+}
 
 
-def parse_duration(text: str, name: str) -> float:
-    """Seconds in ``"200ms"``, ``"3s"``, ``"1.5m"``, ``"2h"`` or a bare number of seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ConfigError(f"{name}={text!r} is not a duration (use e.g. 200ms, 3s, 1m)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+def parse_duration(text: str, name: str, *, positive: bool = False) -> float:
+    """Seconds in ``"200ms"``, ``"3s"``, ``"1.5m"``, ``"2h"``, Go's ``"1m30s"`` or a bare number
+    of seconds; ``positive``: zero is refused too, naming ``name``."""
+    compact = text.strip()
+    if not _DURATION.match(compact):
+        raise ConfigError(f"{name}={text!r} is not a duration (use e.g. 200ms, 3s, 1m30s)")
+    seconds = sum(float(n) * _UNIT_SECONDS[unit or None] for n, unit in _PART.findall(compact))
+    if positive and seconds <= 0:
+        raise ConfigError(f"{name}={text!r} must be more than 0")
+    return seconds
 
 
 def parse_int(text: str, name: str, minimum: int = 0) -> int:
@@ -113,7 +131,7 @@ class Settings:
         """Read ``TASKQ_URL``/``REDIS_URL``/``REDIS_ADDR``+``REDIS_DB``, ``INTERVAL``, ``JOB_*``."""
         fields: dict[str, object] = {"url": resolve_url(env)}
         if "INTERVAL" in env:
-            fields["poll_interval"] = parse_duration(env["INTERVAL"], "INTERVAL")
+            fields["poll_interval"] = parse_duration(env["INTERVAL"], "INTERVAL", positive=True)
         if "JOB_DELAY" in env:
             fields["job_delay"] = parse_duration(env["JOB_DELAY"], "JOB_DELAY")
         if "JOB_MAX_RETRY" in env:

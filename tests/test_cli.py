@@ -107,6 +107,9 @@ def test_enqueue_takes_keywords_a_job_id_and_a_delay(
         (["enqueue", "tasks:app", "add", "1", "2"], {"TASKQ_URL": "ftp://x/0"}, "ftp"),
         (["worker", "tasks:app", "--burst"], {"TASKQ_URL": "ftp://x/0"}, "ftp"),
         (["worker", "tasks:app", "--burst", "--lease", "-1"], {}, "--lease"),
+        (["worker", "tasks:app", "--burst", "--lease", "0"], {}, "--lease='0' must be more"),
+        (["worker", "tasks:app", "--burst"], {"INTERVAL": "0"}, "INTERVAL='0' must be more"),
+        (["worker", "tasks:app", "--burst", "--poll-interval", "0s"], {}, "--poll-interval"),
         (["worker", "tasks:app", "--burst", "--prefetch", "-1"], {}, "prefetch"),
         (["worker", "no_such_module:app", "--burst"], {}, "no_such_module"),
         # checked before any child process starts (else each child fails and is restarted)

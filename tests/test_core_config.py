@@ -20,16 +20,41 @@ from taskq.config import (
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("200ms", 0.2), ("3s", 3.0), ("3", 3.0), ("1.5m", 90.0), ("2h", 7200.0), (" 0 ", 0.0)],
+    [
+        ("200ms", 0.2),
+        ("3s", 3.0),
+        ("3", 3.0),
+        ("1.5m", 90.0),
+        ("2h", 7200.0),
+        (" 0 ", 0.0),
+        # Go's time.ParseDuration forms, as the Go scheduler's INTERVAL took them
+        ("1m30s", 90.0),
+        ("2h45m", 9900.0),
+        ("500us", 0.0005),
+        ("500µs", 0.0005),
+        ("1s500ms", 1.5),
+        ("250000ns", 0.00025),
+    ],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text, "X") == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "-1s", "3 days", "1e3", "nan"])
+@pytest.mark.parametrize(
+    "text", ["", "abc", "-1s", "3 days", "1e3", "nan", "1m30", "1 m", "s", "1d", "1m-30s"]
+)
 def test_bad_durations_name_the_variable(text: str) -> None:
     with pytest.raises(ConfigError, match="INTERVAL="):
         parse_duration(text, "INTERVAL")
+
+
+@pytest.mark.parametrize("text", ["0", "0s", "0ms"])
+def test_a_zero_duration_where_one_must_pass_is_refused_naming_the_variable(text: str) -> None:
+    assert parse_duration(text, "JOB_DELAY") == 0.0
+    with pytest.raises(ConfigError, match=r"INTERVAL='0.*' must be more than 0"):
+        parse_duration(text, "INTERVAL", positive=True)
+    with pytest.raises(ConfigError, match="INTERVAL="):
+        Settings.from_env({"INTERVAL": text})
 
 
 def test_url_precedence() -> None:

@@ -23,13 +23,13 @@ def worker(args: argparse.Namespace) -> int:
     app = load_app(args.app)
     poll = app.settings.poll_interval
     if args.poll_interval is not None:
-        poll = parse_duration(args.poll_interval, "--poll-interval")
+        poll = parse_duration(args.poll_interval, "--poll-interval", positive=True)
     queues = tuple(q.strip() for q in args.queues.split(",")) if args.queues else (DEFAULT_QUEUE,)
     options = WorkerOptions(
         queues=queues,
         concurrency=args.concurrency,
         prefetch=args.prefetch,
-        lease=parse_duration(args.lease, "--lease"),
+        lease=parse_duration(args.lease, "--lease", positive=True),
         poll_interval=poll,
         grace=parse_duration(args.grace, "--grace"),
         burst=args.burst,

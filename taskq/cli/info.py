@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.watch:
         show(app, args.json)
         return 0
-    interval = parse_duration(args.interval, "--interval")
+    interval = parse_duration(args.interval, "--interval", positive=True)
     shown = 0
     try:
         while args.count is None or shown < args.count:

@@ -8,7 +8,7 @@ import traceback
 from pathlib import Path
 
 from ..app import App
-from ..errors import ConfigError
+from ..errors import ConfigError, TaskqError
 
 
 def load_app(reference: str) -> App:
@@ -31,6 +31,8 @@ def load_app(reference: str) -> App:
                 f"cannot import module {module_name!r} (from {reference!r})"
             ) from None
         raise ConfigError(_import_failed(module_name, exc)) from None
+    except TaskqError:
+        raise  # taskq's own one-line errors, e.g. a bad INTERVAL met by App() at import
     except Exception as exc:
         raise ConfigError(_import_failed(module_name, exc)) from None
     app = getattr(module, attribute, None)
