@@ -151,7 +151,13 @@ class BaseTask(Enqueuer[P, R]):
         queue: str | None = None,
         max_retries: int | None = None,
     ) -> Enqueuer[P, R]:
-        """The same enqueue methods with a job id (idempotent enqueue), queue or retry limit."""
+        """The same enqueue methods with a job id, queue or retry limit.
+
+        A ``job_id`` makes enqueue idempotent within its queue: while a job with that id waits or
+        runs there, another enqueue writes nothing and returns its handle. Once the job ended
+        (succeeded, cancelled or dead), the id may be used again; a dead job's record is then
+        replaced by the new job.
+        """
         return Enqueuer(self, CallOptions(job_id, queue, max_retries))
 
 
