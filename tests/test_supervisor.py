@@ -69,6 +69,8 @@ def test_supervisor_restarts_a_killed_child_and_stops_all_on_sigterm(
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
         log = parent.stderr.read() if parent.stderr else ""
+        # the first line says which broker the workers use, as a single worker's does
+        assert log.splitlines()[0].endswith(f"supervising 2 worker processes on {REDIS_URL}")
         assert "exited with -9; restarting" in log
         assert log.count("SIGTERM: finishing running jobs") == 2
     finally:

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from ..config import parse_duration
+from ..config import mask_url, parse_duration
 from ..errors import ConfigError
 from ..options import DEFAULT_QUEUE
 from ..worker import Worker, WorkerOptions
@@ -39,7 +39,8 @@ def worker(args: argparse.Namespace) -> int:
     # the flags are checked above, before any child starts: a bad flag is one error and exit
     # code 2 here, not children that fail on start and are restarted forever
     if args.processes != 1:
-        return Supervisor(worker_command(args.argv), args.processes, burst=args.burst).run()
+        broker = mask_url(app.broker.url)
+        return Supervisor(worker_command(args.argv), args.processes, args.burst, broker).run()
     return run_in_foreground(Worker(app, options))
 
 

@@ -31,10 +31,13 @@ class Child:
 class Supervisor:
     """Keeps ``processes`` copies of ``command`` running until a stop signal, then stops them."""
 
-    def __init__(self, command: Sequence[str], processes: int, burst: bool = False) -> None:
+    def __init__(
+        self, command: Sequence[str], processes: int, burst: bool = False, broker: str = ""
+    ) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         self.command = list(command)
+        self.broker = broker  # the URL (password masked) the children work on, for the first line
         self.burst = burst
         self.children = [Child(n) for n in range(processes)]
         self.signals = 0
@@ -43,6 +46,7 @@ class Supervisor:
         """Supervise until stopped; returns 0, or 1 if a child had to be killed."""
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
+        log.info("supervising %d worker processes on %s", len(self.children), self.broker)
         # in burst mode the supervisor ends with its children; restarting a burst worker that
         # found nothing left to do would loop forever
         while not self.signals and not all(child.done for child in self.children):
