@@ -46,6 +46,8 @@ class DrainReport:
     dead: dict[str, Failure] = field(default_factory=dict)  # job id -> why it died
     retries: int = 0  # failed attempts that were retried
     scheduled: int = 0  # jobs left waiting for a due time (only without a FakeClock)
+    hit_max_jobs: bool = False  # it stopped after max_jobs with jobs still waiting (a task that
+    # enqueues itself forever, say): assert it is False when all should have run
 
     @property
     def succeeded(self) -> list[str]:
@@ -82,6 +84,9 @@ def drain(app: App, queues: Sequence[str] | None = None, max_jobs: int = 100_000
         outcomes.write(broker, [outcome])
         _note(report, outcome)
         ran += 1
+    else:
+        counts = [app.inspector.counts(q) for q in queues]
+        report.hit_max_jobs = any(c.due or c.scheduled for c in counts)
     return report
 
 

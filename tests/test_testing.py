@@ -63,3 +63,25 @@ def test_fake_clock_refuses_to_go_back() -> None:
     assert clock() == 105.0
     with pytest.raises(ValueError):
         clock.advance(-1)
+
+
+def test_drain_says_when_it_stopped_at_max_jobs_with_jobs_still_waiting() -> None:
+    app = App("memory://", clock=FakeClock(), env={})
+
+    @app.task
+    def again(n: int) -> int:
+        again.delay_by(60, n + 1)  # a job that enqueues its successor, forever
+        return n
+
+    again.delay(0)
+    report = drain(app, max_jobs=5)
+    assert sorted(report.results.values()) == [0, 1, 2, 3, 4]
+    assert report.hit_max_jobs
+
+    quiet = App("memory://", clock=FakeClock(), env={})
+
+    @quiet.task
+    def once() -> None: ...
+
+    once.delay_many([((), {})] * 5)
+    assert not drain(quiet, max_jobs=5).hit_max_jobs  # all ran: nothing was left waiting
