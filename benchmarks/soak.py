@@ -4,8 +4,10 @@ worst recovery time. Exits 1 if any job was lost.
 
 Every job appends its number to a file with one ``O_APPEND`` write when it is done, so a job
 killed before that line counts as not run, and one killed after it but before its ack is run
-again and counted as a duplicate. A lease of 2 s (``--lease``) keeps the run to a minute or two;
-recovery scales with the lease (the default 30 s lease recovers in about 20-30 s).
+again and counted as a duplicate. A kill's recovery time runs from the kill until every job the
+killed worker held has run again to its end (its number written once more). A lease of 2 s
+(``--lease``) keeps the run to a minute or two; recovery scales with the lease (the default 25 s
+lease recovers in about 17-26 s, plus the wait for a free slot).
 """
 
 from __future__ import annotations
@@ -56,11 +58,12 @@ app = make_app(
 
 @dataclass
 class Kill:
-    """One kill -9: when, which worker, the jobs it held, and when they were all claimed again."""
+    """One kill -9: when, which worker, the jobs it held (with how many times each had run by
+    then), and when they had all run again."""
 
     at: float
     worker: str
-    held: list[str]
+    held: dict[str, int]  # job number -> runs written when the worker was killed
     recovered_at: float | None = None
 
 
@@ -75,6 +78,7 @@ class Soak:
     logs: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
+    numbers: dict[str, str] = field(default_factory=dict)  # job id -> its job number
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
@@ -112,18 +116,15 @@ class Soak:
         victim.wait(10)
         # read after the kill: a dead worker's claims cannot change until its leases end
         tag = f":{victim.pid}:"
-        held = [job for job, worker in self.owners().items() if tag in worker]
-        self.kills.append(Kill(killed, tag, held))
+        held = [self.numbers[job] for job, worker in self.owners().items() if tag in worker]
+        done = self.done()
+        self.kills.append(Kill(killed, tag, {n: done[n] for n in held}))
         self.start_worker()
 
-    def check_recoveries(self) -> None:
-        """A kill is recovered once none of its jobs is still held by the dead worker."""
-        pending = [k for k in self.kills if k.recovered_at is None]
-        if not pending:
-            return
-        owners = self.owners()
-        for kill in pending:
-            if not any(kill.worker in owners.get(job, "") for job in kill.held):
+    def check_recoveries(self, done: collections.Counter[str]) -> None:
+        """A kill is recovered once every job it held has run again (written once more)."""
+        for kill in self.kills:
+            if kill.recovered_at is None and all(done[n] > ran for n, ran in kill.held.items()):
                 kill.recovered_at = time.monotonic()
 
     def done(self) -> collections.Counter[str]:
@@ -149,20 +150,22 @@ def run(args: argparse.Namespace) -> int:
             calls: list[tuple[tuple[int, float], dict[str, object]]] = [
                 ((n, args.job_seconds), {}) for n in range(start, min(start + 5000, args.jobs))
             ]
-            producer.tasks["mark"].delay_many(calls)
+            handles = producer.tasks["mark"].delay_many(calls)
+            pairs = zip(handles, calls, strict=True)
+            soak.numbers.update((h.id, str(n)) for h, ((n, _), _) in pairs)
         for _ in range(args.workers):
             soak.start_worker()
         next_kill = time.monotonic() + args.kill_every
         deadline = started + args.timeout
-        while len(soak.done()) < args.jobs and time.monotonic() < deadline:
+        while len(done := soak.done()) < args.jobs and time.monotonic() < deadline:
+            soak.check_recoveries(done)
             if time.monotonic() >= next_kill:
                 soak.kill_one(rng)
                 next_kill = time.monotonic() + args.kill_every * rng.uniform(0.5, 1.5)
-            soak.check_recoveries()
-            time.sleep(0.02)
+            time.sleep(0.05)
         while any(k.recovered_at is None for k in soak.kills) and time.monotonic() < deadline:
-            soak.check_recoveries()
-            time.sleep(0.02)
+            soak.check_recoveries(soak.done())
+            time.sleep(0.05)
     finally:
         for proc in soak.workers:
             if proc.poll() is None:
