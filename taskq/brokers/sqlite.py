@@ -35,6 +35,7 @@ from .sqlite_finish import (
     sweep_results,
     trim_dead,
 )
+from .sqlite_fs import network_filesystem
 from .sqlite_inspect import SQLiteInspection
 from .sqlite_watch import Watcher
 
@@ -243,16 +244,17 @@ class SQLiteBroker(SQLiteInspection):
                 failure = item.failure.pack() if item.failure is not None else None
                 uncount = 0 if item.count_attempt else 1
                 key = self._lease_key(item.lease)
-                if failure is not None:
-                    count(conn, self.namespace, item.lease.queue, now, failed=1)
                 if cancel_on_retry(conn, key, uncount, now, self._retention):
                     out.append(True)
                     continue
                 params = (due_after(now, item.delay_ms), uncount, failure, *key)
                 out.append(conn.execute(_RETRY, params).rowcount == 1)
-            for queue in dict.fromkeys(
-                i.lease.queue for i, ok in zip(items, out, strict=True) if ok
-            ):
+            accepted = [i for i, ok in zip(items, out, strict=True) if ok]
+            # counted only when accepted: a refused retry (a stale lease) changes nothing
+            failed = Counter(i.lease.queue for i in accepted if i.failure is not None)
+            for queue, n in failed.items():
+                count(conn, self.namespace, queue, now, failed=n)
+            for queue in dict.fromkeys(i.lease.queue for i in accepted):
                 self._bump_enqueued(conn, queue)
             return out
 
@@ -299,7 +301,16 @@ class SQLiteBroker(SQLiteInspection):
         return stop
 
     def warnings(self) -> list[str]:
-        return []  # nothing of a local file can be misconfigured into losing jobs
+        # a file still locked since the broker was opened is unreachable: said at once
+        self._db.open_now()
+        filesystem = network_filesystem(self._db.path)
+        if filesystem is None:
+            return []
+        return [
+            f"SQLite database {self._db.path!r} is on a network filesystem ({filesystem}):"
+            " SQLite's locks are unreliable there and its WAL mode needs every process on one"
+            " machine, so the file may be corrupted and jobs lost; keep it on a local disk"
+        ]
 
     def close(self) -> None:
         with self._watchers_lock:

@@ -1,4 +1,4 @@
-"""One taskq SQLite file: its URL, its schema check, per-thread connections and locked-retry."""
+"""One taskq SQLite file: its URL, the SQLite it needs, its schema, connections and retries."""
 
 from __future__ import annotations
 
@@ -12,88 +12,15 @@ from typing import TypeVar
 from urllib.parse import parse_qsl, unquote
 
 from ..errors import BrokerError, BrokerUnavailable, ConfigError
+from .sqlite_schema import APPLICATION_ID, MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
-APPLICATION_ID = 0x7461_736B  # "task": marks a file as taskq's, unlike any other SQLite file
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
 LOCKED_GIVE_UP_S = 60.0  # beyond busy_timeout, how long a locked file is retried before failing
+# RETURNING came in 3.35.0; the other features used are older (FILTER 3.30, upsert 3.24)
+MIN_SQLITE_VERSION = (3, 35, 0)
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-
-SCHEMA = (
-    """CREATE TABLE taskq_jobs (
-        namespace TEXT NOT NULL,
-        queue TEXT NOT NULL,
-        job_id TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('waiting', 'running', 'dead')),
-        body BLOB NOT NULL,
-        due_ms INTEGER NOT NULL,
-        lease_until_ms INTEGER,
-        dead_at_ms INTEGER,
-        attempt INTEGER NOT NULL DEFAULT 0,
-        crashes INTEGER NOT NULL DEFAULT 0,
-        token INTEGER NOT NULL DEFAULT 0,
-        worker TEXT,
-        failure BLOB,
-        PRIMARY KEY (namespace, queue, job_id))""",
-    """CREATE INDEX taskq_jobs_waiting ON taskq_jobs (namespace, queue, due_ms)
-        WHERE state = 'waiting'""",
-    """CREATE INDEX taskq_jobs_running ON taskq_jobs (namespace, queue, lease_until_ms)
-        WHERE state = 'running'""",
-    """CREATE INDEX taskq_jobs_dead ON taskq_jobs (namespace, queue, dead_at_ms)
-        WHERE state = 'dead'""",
-    # One row per queue ever enqueued to. ``enqueued`` changes whenever new work arrives, which
-    # watchers poll; ``token_seq`` outlives every job so that a reused job id gets fresh tokens.
-    """CREATE TABLE taskq_queues (
-        namespace TEXT NOT NULL,
-        queue TEXT NOT NULL,
-        enqueued INTEGER NOT NULL DEFAULT 0,
-        token_seq INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (namespace, queue))""",
-    """CREATE TABLE taskq_results (
-        namespace TEXT NOT NULL,
-        queue TEXT NOT NULL,
-        job_id TEXT NOT NULL,
-        result BLOB NOT NULL,
-        expires_ms INTEGER NOT NULL,
-        PRIMARY KEY (namespace, queue, job_id))""",
-    "CREATE INDEX taskq_results_expiry ON taskq_results (namespace, expires_ms)",
-    """CREATE TABLE taskq_workers (
-        namespace TEXT NOT NULL,
-        worker TEXT NOT NULL,
-        info BLOB NOT NULL,
-        seen_at_ms INTEGER NOT NULL,
-        expires_ms INTEGER NOT NULL,
-        PRIMARY KEY (namespace, worker))""",
-)
-
-# Statements that bring a file from the version before each key to that version.
-MIGRATIONS = {
-    2: (
-        "ALTER TABLE taskq_jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
-        # succeeded and cancelled jobs, trimmed by count (seq) and age; see Retention
-        """CREATE TABLE taskq_finished (
-            namespace TEXT NOT NULL,
-            queue TEXT NOT NULL,
-            job_id TEXT NOT NULL,
-            state TEXT NOT NULL CHECK (state IN ('succeeded', 'cancelled')),
-            finished_at_ms INTEGER NOT NULL,
-            attempt INTEGER NOT NULL,
-            worker TEXT,
-            result_kept INTEGER NOT NULL,
-            seq INTEGER NOT NULL,
-            PRIMARY KEY (namespace, queue, job_id))""",
-        "CREATE INDEX taskq_finished_seq ON taskq_finished (namespace, queue, seq)",
-        """CREATE TABLE taskq_stats (
-            namespace TEXT NOT NULL,
-            queue TEXT NOT NULL,
-            minute INTEGER NOT NULL,
-            succeeded INTEGER NOT NULL DEFAULT 0,
-            failed INTEGER NOT NULL DEFAULT 0,
-            PRIMARY KEY (namespace, queue, minute))""",
-    ),
-}
 
 
 def parse_url(url: str) -> tuple[str, int]:
@@ -118,6 +45,26 @@ def parse_url(url: str) -> tuple[str, int]:
     return path, busy_timeout_ms
 
 
+def sqlite_version() -> tuple[int, int, int]:
+    """The version of the SQLite library Python's ``sqlite3`` module runs on."""
+    return sqlite3.sqlite_version_info
+
+
+def require_sqlite_version() -> None:
+    """Raise :class:`ConfigError` if the SQLite library lacks a feature the broker's SQL uses."""
+    found = sqlite_version()
+    if found < MIN_SQLITE_VERSION:
+        raise ConfigError(
+            f"the SQLite broker needs SQLite {_dotted(MIN_SQLITE_VERSION)} or newer (for"
+            f" RETURNING), but Python's sqlite3 module runs on SQLite {_dotted(found)}: use a"
+            " Python built with a newer SQLite, or another broker"
+        )
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(str(part) for part in version)
+
+
 def is_locked(exc: sqlite3.Error) -> bool:
     """Whether ``exc`` says another connection holds a lock (worth retrying)."""
     code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
@@ -136,6 +83,9 @@ class Database:
         self._lock = threading.Lock()
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._pid = os.getpid()
+        # whether the file was found to hold the current schema; until then every call checks
+        self._ready = False
+        require_sqlite_version()
         self._open()
 
     def connect(self) -> sqlite3.Connection:
@@ -193,6 +143,8 @@ class Database:
         delay = 0.005
         while True:
             try:
+                if not self._ready:
+                    self._prepare()
                 return fn(self.connection())
             except sqlite3.Error as exc:
                 if not is_locked(exc):
@@ -205,22 +157,59 @@ class Database:
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.5)
 
+    def open_now(self) -> None:
+        """Finish an open that found the file locked, in one try (within ``busy_timeout``).
+
+        Raises :class:`BrokerUnavailable` if it is locked still, and :class:`ConfigError` if it
+        is no file taskq can use.
+        """
+        if self._ready:
+            return
+        try:
+            self._prepare()
+        except sqlite3.Error as exc:
+            raise BrokerUnavailable(
+                f"SQLite database {self.path!r} is locked by another connection ({exc})"
+            ) from exc
+
     def _open(self) -> None:
         try:
-            self.read(self._check)  # before anything is written to a file that may not be ours
-            self.read(_use_wal)
-            self.write(self._check_and_create)
-        except BrokerError as exc:
-            self.close()
-            cause = exc.__cause__ or exc
-            hint = " (does its directory exist, and is it writable?)" if _unopenable(cause) else ""
-            raise ConfigError(f"cannot use SQLite database {self.path!r}: {cause}{hint}") from None
+            self.open_now()
+        except BrokerUnavailable:
+            pass  # not a setting to fix: each call tries the open again, as it retries a lock
         except ConfigError:
             self.close()
             raise
 
-    def _check(self, conn: sqlite3.Connection) -> bool:
-        """Whether the file already holds a taskq schema; raises if it holds anything else."""
+    def _prepare(self) -> None:
+        """Check the file, then create or upgrade its schema if need be (under the write lock).
+
+        A file already current is only read, so that it opens while another process writes.
+        Raises ``sqlite3.Error`` only for a lock; any other failure is a :class:`ConfigError`.
+        """
+        try:
+            conn = self.connection()
+            # checked before anything is written to a file that may not be ours
+            current = self._check(conn) == SCHEMA_VERSION
+            if not (current and _journal_mode(conn) == "wal"):
+                if (mode := _use_wal(conn)) != "wal":
+                    raise ConfigError(
+                        f"cannot use SQLite database {self.path!r}: it cannot use WAL journal"
+                        f" mode (it is in {mode!r} mode)"
+                    )
+                _transaction(conn, self._check_and_create)
+            elif not os.access(self.path, os.W_OK):  # SQLite would open it read-only
+                raise ConfigError(f"cannot use SQLite database {self.path!r}: it is read-only")
+        except sqlite3.Error as exc:
+            if is_locked(exc):
+                raise
+            hint = " (does its directory exist, and is it writable?)" if _unopenable(exc) else ""
+            raise ConfigError(f"cannot use SQLite database {self.path!r}: {exc}{hint}") from None
+        self._ready = True
+
+    def _check(self, conn: sqlite3.Connection) -> int:
+        """The taskq schema version the file holds (0: an empty file); raises if it holds
+        anything else."""
         app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         tables = int(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
@@ -230,32 +219,32 @@ class Database:
                     f"SQLite database {self.path!r} has taskq schema version {version}, newer "
                     f"than this taskq's {SCHEMA_VERSION}: upgrade taskq"
                 )
-            return True
+            return max(version, 1)
         if app_id == 0 and version == 0 and tables == 0:
-            return False
+            return 0
         raise ConfigError(f"{self.path!r} is a SQLite database, but not a taskq one")
 
     def _check_and_create(self, conn: sqlite3.Connection) -> None:
         # Checked again under the write lock: another process may have created it meanwhile.
-        version = 0
-        if not self._check(conn):
+        version = self._check(conn)
+        if version == 0:
             for statement in SCHEMA:
                 conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            version = 1
-        else:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         for target in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[target]:
                 conn.execute(statement)
-        # Written even when unchanged, so that a read-only file fails here and not on first use.
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if version != SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def _use_wal(conn: sqlite3.Connection) -> None:
-    mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-    if mode.lower() != "wal":
-        raise BrokerError(f"the file cannot use WAL journal mode (it is in {mode!r} mode)")
+def _journal_mode(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+
+
+def _use_wal(conn: sqlite3.Connection) -> str:
+    """Switch the file to WAL mode; returns the mode it is in after (``"wal"`` unless refused)."""
+    return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
 
 
 def _unopenable(exc: BaseException) -> bool:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 
-from ..errors import BrokerError
 from .sqlite_db import Database
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,12 @@ class Watcher:
         )
         self._params = (namespace, *queues, namespace, *queues)
         self._stopping = threading.Event()
-        # The baseline is read before watch() returns, so no later enqueue goes unseen.
-        try:
-            self._version = self._data_version()
-            self._enqueued, _ = self._conn.execute(self._sql, self._params).fetchone()
-        except sqlite3.Error as exc:
-            self._conn.close()
-            raise BrokerError(f"SQLite database {db.path!r}: cannot watch: {exc}") from exc
+        self._version: int | None = None
+        self._enqueued = 0
+        # The baseline is read before watch() returns, so no later enqueue goes unseen. A file
+        # locked (or not created yet) since the broker was opened has it read by the thread.
+        with contextlib.suppress(sqlite3.Error):
+            self._read_baseline()
         self._thread = threading.Thread(target=self._run, name="taskq-sqlite-watch", daemon=True)
         self._thread.start()
 
@@ -74,7 +73,16 @@ class Watcher:
         finally:
             self._conn.close()
 
+    def _read_baseline(self) -> None:
+        version = self._data_version()
+        self._enqueued, _ = self._conn.execute(self._sql, self._params).fetchone()
+        self._version = version
+
     def _poll(self) -> None:
+        if self._version is None:
+            self._read_baseline()
+            self._wake(0)  # work enqueued before the baseline went unseen: claim now, in case
+            return
         version = self._data_version()
         if version == self._version:
             return

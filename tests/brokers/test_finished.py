@@ -14,6 +14,7 @@ from taskq.brokers.base import (
     RENEWED,
     Ack,
     Bury,
+    Lease,
     RetryLater,
 )
 
@@ -176,3 +177,17 @@ def test_rates_count_successes_and_failed_attempts_per_minute(broker: Any) -> No
     assert sum(r.succeeded for r in rates) == 2  # this minute, or across its boundary
     assert sum(r.failed for r in rates) == 2
     assert len(broker.rates("q", 1000)) == 60
+
+
+def test_a_refused_retry_or_bury_counts_no_failure(broker: Any) -> None:
+    broker.enqueue([item("a"), item("b")])
+    a, b = claim_one(broker), claim_one(broker)
+    stale = Lease(a.lease.queue, a.lease.job_id, a.lease.token + 1000)
+    assert broker.retry([RetryLater(stale, 0, FAILURE), RetryLater(b.lease, 0, FAILURE)]) == [
+        False,
+        True,
+    ]
+    assert broker.bury([Bury(stale, FAILURE)]) == [False]
+    assert broker.retry([RetryLater(b.lease, 0, FAILURE)]) == [False]  # its lease is spent
+    assert sum(r.failed for r in broker.rates("q", 2)) == 1  # b's one accepted retry
+    assert broker.get("q", "a").failure is None

@@ -9,7 +9,7 @@ from pathlib import Path
 from taskq.brokers import Retention
 from taskq.brokers.base import CANCEL_REQUESTED, Ack
 from taskq.brokers.sqlite import SQLiteBroker
-from taskq.brokers.sqlite_db import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
+from taskq.brokers.sqlite_schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
 
 
 def test_a_version_1_file_is_upgraded_and_keeps_its_jobs(tmp_path: Path) -> None:
