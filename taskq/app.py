@@ -14,7 +14,7 @@ from .brokers import Retention, open_broker
 from .brokers.base import Broker, EnqueueItem, Inspector
 from .config import Settings, environment, mask_url
 from .errors import ConfigError, EnqueueError
-from .handle import JobHandle
+from .handle import JobHandle, find
 from .job import DEFAULT_MAX_SIZE
 from .options import DEFAULT_QUEUE, DEFAULT_RESULT_TTL, TaskOptions
 from .retry import Backoff, BackoffPolicy
@@ -197,9 +197,20 @@ class App:
         self.submit(items)
         return [JobHandle(self, item.queue, item.job_id) for item in items]
 
-    def job(self, job_id: str, queue: str = DEFAULT_QUEUE) -> JobHandle[Any]:
-        """A handle on an existing job, by its id (and queue, if not the default one)."""
+    def job(self, job_id: str, queue: str | None = None) -> JobHandle[Any]:
+        """A handle on an existing job, by its id.
+
+        Without ``queue``, the job is looked for in :meth:`known_queues` now (one read per
+        queue; give ``queue`` to skip that, and for a queue no task of the app uses); if none
+        holds it, the handle's ``queue`` is ``None`` and each of its calls looks again.
+        """
+        if queue is None:
+            queue, _ = find(self, job_id)
         return JobHandle(self, queue, job_id)
+
+    def known_queues(self) -> list[str]:
+        """``default`` and the queues of the app's tasks: where :meth:`job` looks for a job."""
+        return list(dict.fromkeys([DEFAULT_QUEUE, *(t.options.queue for t in self.tasks.values())]))
 
     def task_named(self, name: str) -> AnyTask:
         """The registered task called ``name``; :class:`EnqueueError` if there is none."""

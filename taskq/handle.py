@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -23,12 +24,28 @@ SAFETY_POLL = 1.0  # seconds between state checks while waiting, should a notifi
 
 
 def status_of(record: JobRecord | None) -> str:
-    """The status a handle reports for what the broker knows of a job."""
+    """The status a handle reports for what the broker knows of a job.
+
+    A waiting job is ``failed`` (a retry is pending) when it has a failure and has spent
+    attempts: a dead job put back keeps its last failure but starts again at attempt 0, so it
+    is ``due`` (or ``scheduled``) until an attempt of it fails again.
+    """
     if record is None:
         return "unknown"
-    if record.state in ("scheduled", "due") and record.failure is not None:
+    waiting = record.state in ("scheduled", "due")
+    if waiting and record.failure is not None and record.attempt > 0:
         return "failed"
     return record.state
+
+
+def find(app: App, job_id: str) -> tuple[str | None, JobRecord | None]:
+    """The queue and record of a job in the first of :meth:`App.known_queues` that holds it
+    (``None, None`` if none does): one read per queue looked in."""
+    for queue in app.known_queues():
+        record = app.inspector.get(queue, job_id)
+        if record is not None:
+            return queue, record
+    return None, None
 
 
 def _time(ms: int | None) -> dt.datetime | None:
@@ -43,7 +60,7 @@ class JobInfo:
     """
 
     id: str
-    queue: str
+    queue: str | None  # None: an unknown job of a handle with no queue (see JobHandle)
     status: str  # one of STATUSES
     task: str | None
     args: tuple[Any, ...] | None
@@ -58,14 +75,14 @@ class JobInfo:
     cancel_requested: bool
 
     @classmethod
-    def of(cls, queue: str, job_id: str, record: JobRecord | None) -> JobInfo:
+    def of(cls, queue: str | None, job_id: str, record: JobRecord | None) -> JobInfo:
         """The info of a job from its broker record (``None``: unknown)."""
         from .job import Job  # the envelope, decoded only when there is one
 
         job = None
         if record is not None and record.body is not None:
             try:
-                job = Job.decode(record.body, job_id, queue)
+                job = Job.decode(record.body, job_id, record.queue)
             except DecodeError:
                 job = None
         return cls(
@@ -87,9 +104,14 @@ class JobInfo:
 
 
 class JobHandle(Generic[R]):
-    """A reference to one job; cheap to make, holds no connection of its own."""
+    """A reference to one job; cheap to make, holds no connection of its own.
 
-    def __init__(self, app: App, queue: str, job_id: str) -> None:
+    ``queue`` is ``None`` on a handle from :meth:`App.job` without a queue whose job was in
+    none of :meth:`App.known_queues` when the handle was made: each call looks in all of them
+    again, so such a handle finds the job once it is enqueued.
+    """
+
+    def __init__(self, app: App, queue: str | None, job_id: str) -> None:
         self.app = app
         self.queue = queue
         self.id = job_id
@@ -107,11 +129,12 @@ class JobHandle(Generic[R]):
         """One of ``scheduled``, ``due``, ``running``, ``succeeded``, ``failed`` (a retry is
         pending), ``dead``, ``cancelled`` or ``unknown`` (never existed, or it ended so long ago
         that neither its finished record nor its result is kept)."""
-        return status_of(self.app.inspector.get(self.queue, self.id))
+        return status_of(self._find()[1])
 
     def info(self) -> JobInfo:
         """The job's task, arguments, attempts, times, worker and last error."""
-        return JobInfo.of(self.queue, self.id, self.app.inspector.get(self.queue, self.id))
+        queue, record = self._find()
+        return JobInfo.of(queue, self.id, record)
 
     def cancel(self) -> bool:
         """Cancel the job: a waiting one is removed at once (status ``cancelled``); a running
@@ -119,16 +142,18 @@ class JobHandle(Generic[R]):
         third of the lease): an ``async`` task is then cancelled, a plain one sees
         ``taskq.current_job().cancelled`` become true. ``False`` if it is not waiting or
         running."""
-        return self.app.inspector.cancel(self.queue, self.id) is not None
+        queue = self.queue if self.queue is not None else find(self.app, self.id)[0]
+        return queue is not None and self.app.inspector.cancel(queue, self.id) is not None
 
     def result(self, timeout: float | None = None, poll: float = SAFETY_POLL) -> R:
         """Wait for the job to end and return its value, or raise :class:`TaskFailed`.
 
-        Blocks on the broker's notice that the job ended (no busy polling; the state is also
-        read every ``poll`` seconds in case a notice is lost). Raises ``TimeoutError`` after
-        ``timeout`` seconds, :class:`Cancelled` for a cancelled job, and :class:`JobNotFound`
-        when the job is unknown or its result expired. A job that returned ``None`` (or whose
-        task keeps no results, ``result_ttl=0``) gives ``None``.
+        Waits for the broker's notice that the job ended (a Redis ``PUBLISH``, an event in
+        memory; SQLite, which has no notice across processes, reads ``PRAGMA data_version``
+        every 5 ms), reading the state every ``poll`` seconds too in case a notice is lost.
+        Raises ``TimeoutError`` after ``timeout`` seconds, :class:`Cancelled` for a cancelled
+        job, and :class:`JobNotFound` when the job is unknown or its result expired. A job that
+        returned ``None`` (or whose task keeps no results, ``result_ttl=0``) gives ``None``.
         """
         return self._wait(timeout, poll, None)
 
@@ -141,13 +166,31 @@ class JobHandle(Generic[R]):
         finally:
             stop.set()
 
+    def _find(self) -> tuple[str | None, JobRecord | None]:
+        """The job's queue and record: in its queue, else in the first of the app's that
+        holds it."""
+        if self.queue is None:
+            return find(self.app, self.id)
+        return self.queue, self.app.inspector.get(self.queue, self.id)
+
+    def _unknown(self, queues: Sequence[str]) -> JobNotFound:
+        where = ", ".join(map(repr, queues))
+        where = f"in queue {where}" if len(queues) == 1 else f"in any of the queues {where}"
+        return JobNotFound(
+            f"job {self.id} is unknown {where}: never enqueued, or it ended so long ago that "
+            "nothing of it is kept"
+        )
+
     def _wait(self, timeout: float | None, poll: float, stop: threading.Event | None) -> R:
         deadline = None if timeout is None else time.monotonic() + timeout
+        queue = self.queue if self.queue is not None else find(self.app, self.id)[0]
+        if queue is None:
+            raise self._unknown(self.app.known_queues())
         # subscribed before the first look, so an end between the two is not missed
-        waiter = self.app.inspector.finishes(self.queue, self.id)
+        waiter = self.app.inspector.finishes(queue, self.id)
         try:
             while True:
-                done, value = self._poll()
+                done, value = self._poll(queue)
                 if done:
                     return value  # type: ignore[no-any-return]
                 left = poll if deadline is None else deadline - time.monotonic()
@@ -159,13 +202,10 @@ class JobHandle(Generic[R]):
         finally:
             waiter.close()
 
-    def _poll(self) -> tuple[bool, Any]:
-        record = self.app.inspector.get(self.queue, self.id)
+    def _poll(self, queue: str) -> tuple[bool, Any]:
+        record = self.app.inspector.get(queue, self.id)
         if record is None:
-            raise JobNotFound(
-                f"job {self.id} in queue {self.queue!r} is unknown: never enqueued, or it ended "
-                "so long ago that nothing of it is kept"
-            )
+            raise self._unknown([queue])
         if record.state == "succeeded":
             if record.result is not None:
                 return True, unpackb(record.result)

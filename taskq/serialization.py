@@ -85,7 +85,8 @@ def unpackb(data: bytes) -> Any:
     except DecodeError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise DecodeError(f"undecodable payload ({type(exc).__name__}: {exc})") from None
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise DecodeError(f"not valid msgpack ({detail})") from None
 
 
 def find_unencodable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

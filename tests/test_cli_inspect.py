@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from taskq import App
-from taskq.brokers.base import WorkerInfo
+from taskq.brokers.base import Bury, EnqueueItem, Failure, QueueCounts, WorkerInfo
 from taskq.cli.loader import load_app
 from taskq.cli.main import main
 from taskq.worker import Worker, WorkerOptions
@@ -236,8 +236,145 @@ def test_dead_json_and_retry_back_to_due(
         "error": "ValueError: boom",
         "dead_at": "<time>",
     }
-    assert as_json(capsys, "dead", "retry", reference, "dead-1") == {"retried": 1}
+    retried = as_json(capsys, "dead", "retry", reference, "dead-1")
+    assert retried == {"retried": 1, "not_found": []}
     due = as_json(capsys, "jobs", reference, "--state", "due")
-    assert [(r["id"], r["status"]) for r in due][-1] == ("dead-1", "failed")  # retry pending
+    # put back with a fresh attempt count: due, not failed (no attempt of it failed since)
+    assert [(r["id"], r["status"]) for r in due][-1] == ("dead-1", "due")
     assert as_json(capsys, "dead", "list", reference) == []
     assert run(capsys, "dead", "purge", reference) == "0 dead job(s) deleted\n"
+
+
+def test_dead_show_json(reference: str, capsys: pytest.CaptureFixture[str]) -> None:
+    row = as_json(capsys, "dead", "show", reference, "dead-1")
+    assert row.pop("traceback").startswith("Traceback")
+    assert row == {
+        "id": "dead-1",
+        "queue": "default",
+        "attempts": 1,
+        "task": "fail",
+        "args": "('boom',)",
+        "kwargs": "{}",
+        "reason": "exhausted",
+        "error": "ValueError: boom",
+        "dead_at": "<time>",
+    }
+
+
+def _bury_in(app: App, queue: str, task: str, job_id: str) -> None:
+    """Enqueue a job of ``task`` to ``queue``, claim it and bury it, as an exhausted job is."""
+    args = ("boom",) if task == "fail" else (1, 2)
+    app.tasks[task].with_options(job_id=job_id, queue=queue).delay(*args)
+    [claimed] = app.broker.claim([queue], 1, 60_000, "w").jobs
+    failure = Failure("ValueError", "boom", "", "exhausted")
+    assert app.broker.bury([Bury(claimed.lease, failure)]) == [True]
+    time.sleep(0.002)  # dead times in the order written
+
+
+def test_dead_retry_all_of_one_task_and_purge(
+    reference: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = load_app(reference)
+    for task, job_id in [("fail", "f-1"), ("add", "a-1"), ("fail", "f-2"), ("add", "a-2")]:
+        _bury_in(app, "other", task, job_id)
+    retried = run(capsys, "dead", "retry", reference, "--queue", "other", "--all", "--task", "add")
+    assert retried == "2 job(s) due again\n"
+    assert sorted(r.job_id for r in app.inspector.jobs("other", "due")) == ["a-1", "a-2"]
+    assert [r["id"] for r in as_json(capsys, "dead", "list", reference, "--queue", "other")] == [
+        "f-2",
+        "f-1",
+    ]
+    assert run(capsys, "dead", "purge", reference, "--queue", "other") == "2 dead job(s) deleted\n"
+    assert app.inspector.counts("other") == QueueCounts(due=2, scheduled=0, running=0, dead=0)
+    assert [r["id"] for r in as_json(capsys, "dead", "list", reference)] == ["dead-1"]
+
+
+def test_dead_list_pages_alike_on_every_broker(
+    reference: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = load_app(reference)
+    for n in range(3):
+        _bury_in(app, "other", "add", f"a-{n}")
+    listed = [
+        [r["id"] for r in as_json(capsys, "dead", "list", reference, "--queue", "other", *page)]
+        for page in (["--limit", "1"], ["--offset", "1", "--limit", "5"], ["--offset", "3"])
+    ]
+    assert listed == [["a-2"], ["a-1", "a-0"], []]
+
+
+def fails(capsys: pytest.CaptureFixture[str], code: int, *args: str) -> tuple[str, str]:
+    """Run a command that should exit with ``code``; its stdout and stderr."""
+    assert main(list(args)) == code
+    out, err = capsys.readouterr()
+    return out, err
+
+
+@pytest.mark.parametrize(
+    "page", [["--limit", "0"], ["--limit", "-1"], ["--offset", "-1"], ["--offset", "-5"]]
+)
+def test_dead_list_refuses_a_bad_page_in_one_line(
+    reference: str, capsys: pytest.CaptureFixture[str], page: list[str]
+) -> None:
+    out, err = fails(capsys, 2, "dead", "list", reference, *page)
+    assert (out, err) == ("", "taskq: error: --limit must be >= 1 and --offset >= 0\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give the ids of the dead jobs to retry, or --all for every one"),
+        (
+            ["--task", "add"],
+            "--task works only with --all: taskq dead retry {} --all --task add",
+        ),
+        (["dead-1", "--task", "add"], "--task works only with --all"),
+        (["dead-1", "--all"], "give job ids or --all, not both"),
+    ],
+)
+def test_dead_retry_says_which_flags_are_missing_or_clash(
+    reference: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    out, err = fails(capsys, 2, "dead", "retry", reference, *args)
+    assert out == "" and err.startswith(f"taskq: error: {message.format(reference)}")
+    assert err.count("\n") == 1
+    assert load_app(reference).job("dead-1").status() == "dead"  # nothing retried
+
+
+def test_dead_retry_names_the_ids_it_did_not_find(
+    reference: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, err = fails(capsys, 1, "dead", "retry", reference, "nope", "dead-1", "due-1", "nope")
+    assert out == "1 job(s) due again\n"
+    assert err == (
+        "taskq: not in the dead-letter store of queue 'default', so not retried: nope, due-1\n"
+    )
+    out, err = fails(capsys, 1, "dead", "retry", reference, "dead-1", "--json")
+    assert json.loads(out) == {"retried": 0, "not_found": ["dead-1"]}
+    out, err = fails(capsys, 0, "dead", "retry", reference, "--all", "--json")
+    assert (json.loads(out), err) == ({"retried": 0, "not_found": []}, "")
+
+
+def test_an_undecodable_dead_job_reads_well(
+    reference: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = load_app(reference)
+    app.submit([EnqueueItem("bad", "garbage-1", b"\xc1 junk")])
+    options = WorkerOptions(queues=("bad",), burst=True, poll_interval=0.05, heartbeat=1.0)
+    asyncio.run(asyncio.wait_for(Worker(app, options).run(), 20))
+    error = "DecodeError: not valid msgpack (FormatError); its 6 bytes are kept"
+    assert run(capsys, "dead", "list", reference, "--queue", "bad") == (
+        f"garbage-1  ?  undecodable  <time>  {error}\n"
+    )
+    assert run(capsys, "dead", "show", reference, "garbage-1", "--queue", "bad").splitlines() == [
+        "          id: garbage-1",
+        "       queue: bad",
+        "    attempts: 1",
+        "        task: ?",
+        "        body: c1206a756e6b",
+        "decode_error: not valid msgpack (FormatError)",
+        "      reason: undecodable",
+        f"       error: {error}",
+        "     dead_at: <time>",
+    ]
+    row = as_json(capsys, "dead", "show", reference, "garbage-1", "--queue", "bad")
+    assert (row["task"], row["error"]) == (None, error)

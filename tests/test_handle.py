@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from taskq import App, Cancelled, JobNotFound, TaskFailed, current_job
-from taskq.brokers.base import EnqueueItem
+from taskq.brokers.base import Bury, EnqueueItem, Failure, RetryLater
+from taskq.cli.jobs import row
 from taskq.job import Job
 from taskq.serialization import packb
 from taskq.worker import Worker, WorkerOptions
@@ -61,6 +62,10 @@ def app(request: pytest.FixtureRequest, make_app: Callable[[str], App]) -> App:
     async def sleeper() -> str:
         await asyncio.sleep(10)
         return "woke"
+
+    @app.task(queue="mail")
+    def send(to: str) -> str:
+        return f"sent to {to}"
 
     app.gate = gate  # type: ignore[attr-defined]
     return app
@@ -266,7 +271,80 @@ def test_dead_letter_reasons_and_retry_back_to_due(app: App) -> None:
         fragile.id: "crashed",
     }
     assert app.inspector.requeue_dead("default", [fragile.id]) == 1
-    assert fragile.status() == "failed"  # due again, its last failure kept
-    assert fragile.info().attempts == 0
+    assert fragile.status() == "due"  # no attempt of it failed since it was put back
+    info = fragile.info()
+    assert (info.status, info.attempts) == ("due", 0)
+    assert info.last_error is not None and info.last_error.reason == "crashed"  # kept
     with worker(app):
         assert fragile.result(timeout=10) == "survived"
+
+
+BOOM = Failure("ValueError", "boom", "Traceback ...")
+
+
+def _fail_once(app: App, handle: Any, delay_ms: int) -> None:
+    """Claim the job and fail its attempt, as a worker would, its retry due in ``delay_ms``."""
+    [claimed] = app.broker.claim([handle.queue], 1, 60_000, "w").jobs
+    assert app.broker.retry([RetryLater(claimed.lease, delay_ms, BOOM)]) == [True]
+
+
+def _hand_back(app: App, handle: Any) -> None:
+    """Claim the job and give it back unstarted, its attempt not counted (a graceful stop)."""
+    [claimed] = app.broker.claim([handle.queue], 1, 60_000, "w").jobs
+    assert app.broker.retry([RetryLater(claimed.lease, 0, count_attempt=False)]) == [True]
+
+
+def test_failed_means_an_attempt_failed_since_enqueued_or_put_back(app: App) -> None:
+    handle = app.tasks["add"].delay(1, 2)
+    _fail_once(app, handle, 0)
+    assert (handle.status(), handle.info().attempts) == ("failed", 1)
+    _hand_back(app, handle)  # the hand-back spends no attempt: the failed one still counts
+    assert (handle.status(), handle.info().attempts) == ("failed", 1)
+    [claimed] = app.broker.claim(["default"], 1, 60_000, "w").jobs
+    assert app.broker.bury([Bury(claimed.lease, BOOM)]) == [True]
+    assert app.inspector.requeue_dead("default", [handle.id]) == 1
+    assert (handle.status(), handle.info().last_error) == ("due", BOOM)
+    _hand_back(app, handle)
+    assert (handle.status(), handle.info().attempts) == ("due", 0)
+    _fail_once(app, handle, 60_000)
+    assert handle.status() == "failed"
+    assert [r["status"] for r in map(row, app.inspector.jobs("default", "scheduled"))] == ["failed"]
+
+
+def test_cancel_of_a_job_whose_retry_is_pending(app: App) -> None:
+    handle = app.tasks["add"].delay(1, 2)
+    _fail_once(app, handle, 60_000)
+    assert handle.status() == "failed"
+    assert handle.cancel() is True
+    assert handle.status() == "cancelled" and handle.cancel() is False
+    with pytest.raises(Cancelled):
+        handle.result(timeout=1)
+    assert app.inspector.counts("default").scheduled == 0
+
+
+def test_a_job_never_enqueued_is_unknown(app: App) -> None:
+    handle = app.job("never-enqueued")
+    assert (handle.queue, handle.status()) == (None, "unknown")
+    info = handle.info()
+    assert (info.status, info.queue, info.task, info.attempts) == ("unknown", None, None, 0)
+    assert app.job("never-enqueued", queue="mail").status() == "unknown"
+    with pytest.raises(JobNotFound, match="in any of the queues 'default', 'mail'"):
+        handle.result(timeout=1)
+    with pytest.raises(JobNotFound, match="in queue 'mail'"):
+        app.job("never-enqueued", queue="mail").result(timeout=1)
+
+
+def test_a_job_is_found_by_id_alone_in_any_queue_of_the_app(app: App) -> None:
+    handle = app.tasks["send"].delay("ada")
+    found = app.job(handle.id)
+    assert found == handle and found.queue == "mail"
+    assert (found.status(), found.info().queue, found.info().task) == ("due", "mail", "send")
+    assert app.job(handle.id, queue="default").status() == "unknown"
+    early = app.job("send-bob")  # not enqueued yet: looked for again at each call
+    assert early.status() == "unknown"
+    app.tasks["send"].with_options(job_id="send-bob").delay("bob")
+    assert (early.status(), early.info().queue) == ("due", "mail")
+    with worker(app, queues=("mail",)):
+        assert found.result(timeout=10) == "sent to ada"
+        assert early.result(timeout=10) == "sent to bob"
+    assert app.known_queues() == ["default", "mail"]

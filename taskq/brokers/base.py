@@ -34,6 +34,13 @@ STATES = ("scheduled", "due", "running", "succeeded", "cancelled", "dead")
 LISTED_STATES = ("scheduled", "due", "running", "dead")  # what Inspector.jobs lists
 
 
+def check_page(offset: int, limit: int) -> None:
+    """Raise ``ValueError`` unless ``offset >= 0`` and ``limit >= 1``: a page every broker
+    reads alike (Redis ranges, SQLite ``LIMIT`` and list slices each read the rest otherwise)."""
+    if offset < 0 or limit < 1:
+        raise ValueError(f"a page needs offset >= 0 and limit >= 1, got {offset} and {limit}")
+
+
 def due_after(now_ms: int, delay_ms: int) -> int:
     """The due time of a job delayed ``delay_ms`` from ``now_ms`` (a clock read rounded down).
 
@@ -286,7 +293,8 @@ class Inspector(Protocol):
 
     def jobs(self, queue: str, state: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
         """A page of the jobs in one of ``LISTED_STATES``: waiting ones by due time, running
-        ones by lease end, dead ones newest first."""
+        ones by lease end, dead ones newest first; ``ValueError`` for an offset below 0 or a
+        limit below 1."""
         ...
 
     def finishes(self, queue: str, job_id: str) -> FinishWaiter:
@@ -297,7 +305,9 @@ class Inspector(Protocol):
         """Succeeded and failed attempts per minute, the current minute first (at most 60)."""
         ...
 
-    def dead(self, queue: str, offset: int = 0, limit: int = 100) -> list[JobRecord]: ...
+    def dead(self, queue: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
+        """``jobs(queue, "dead", offset, limit)``: dead jobs, newest first."""
+        ...
 
     def requeue_dead(self, queue: str, job_ids: Sequence[str]) -> int:
         """Make dead jobs due again with a fresh attempt count; returns how many moved."""

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from . import Retention
-from .base import LISTED_STATES, JobRecord, MinuteCounts, QueueCounts, WorkerInfo
+from .base import LISTED_STATES, JobRecord, MinuteCounts, QueueCounts, WorkerInfo, check_page
 from .memory_queue import MemoryQueue
 
 
@@ -101,6 +101,7 @@ class MemoryInspection:
     def jobs(self, queue: str, state: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
         if state not in LISTED_STATES:
             raise ValueError(f"state must be one of {', '.join(LISTED_STATES)}, got {state!r}")
+        check_page(offset, limit)
         with self._lock:
             now = self._now()
             q = self._queues.get(queue)

@@ -12,7 +12,15 @@ import redis
 
 from ..serialization import packb, unpackb
 from . import Retention
-from .base import LISTED_STATES, Failure, JobRecord, MinuteCounts, QueueCounts, WorkerInfo
+from .base import (
+    LISTED_STATES,
+    Failure,
+    JobRecord,
+    MinuteCounts,
+    QueueCounts,
+    WorkerInfo,
+    check_page,
+)
 from .redis_keys import NamespaceKeys, QueueKeys
 from .redis_scripts import Scripts
 from .redis_watch import FinishWaiter
@@ -110,6 +118,7 @@ class RedisInspection:
     def jobs(self, queue: str, state: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
         if state not in LISTED_STATES:
             raise ValueError(f"state must be one of {', '.join(LISTED_STATES)}, got {state!r}")
+        check_page(offset, limit)
         k = self.keys.queue(queue)
         with self._errors():
             seconds, micros = self.client.time()

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..serialization import packb, unpackb
 from . import Retention
-from .base import Failure, JobRecord, MinuteCounts, QueueCounts, WorkerInfo
+from .base import Failure, JobRecord, MinuteCounts, QueueCounts, WorkerInfo, check_page
 from .sqlite_db import Database
 from .sqlite_finish import finish, get_finished, rates
 from .sqlite_watch import FinishWaiter
@@ -123,6 +123,7 @@ class SQLiteInspection:
     def jobs(self, queue: str, state: str, offset: int = 0, limit: int = 100) -> list[JobRecord]:
         if state not in _ORDER:
             raise ValueError(f"state must be one of {', '.join(_ORDER)}, got {state!r}")
+        check_page(offset, limit)
 
         def read(conn: sqlite3.Connection) -> list[JobRecord]:
             now = self._now()

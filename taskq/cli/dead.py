@@ -40,9 +40,26 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _check(args)
     app = load_app(args.app)
     verb = {"list": _list, "show": _show, "retry": _retry, "purge": _purge}[args.verb]
     return verb(app, args)
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Refuse flags that do not go together, before the broker is opened."""
+    if args.verb == "list":
+        render.check_page(args.offset, args.limit)
+    if args.verb != "retry":
+        return
+    if args.all and args.job_ids:
+        raise ConfigError("give job ids or --all, not both")
+    if args.task is not None and not args.all:
+        raise ConfigError(
+            f"--task works only with --all: taskq dead retry {args.app} --all --task {args.task}"
+        )
+    if not args.all and not args.job_ids:
+        raise ConfigError("give the ids of the dead jobs to retry, or --all for every one")
 
 
 def describe(record: JobRecord) -> dict[str, Any]:
@@ -80,21 +97,38 @@ def _show(app: App, args: argparse.Namespace) -> int:
         return 0
     traceback = row.pop("traceback", "")
     for key, value in row.items():
-        print(f"{key:>12}: {value}")
+        print(f"{key:>12}: {'?' if value is None else value}")  # as `dead list` shows it
     if traceback:
         print(f"\n{traceback.rstrip()}")
     return 0
 
 
 def _retry(app: App, args: argparse.Namespace) -> int:
-    if args.all == bool(args.job_ids):
-        raise ConfigError("give job ids or --all (not both)")
-    ids = list(args.job_ids)
+    queue, missing = args.queue, []
     if args.all:
-        ids = [r.job_id for r in _all_dead(app, args.queue) if _is_task(r, args.task)]
-    moved = app.inspector.requeue_dead(args.queue, ids)
-    print(json.dumps({"retried": moved}) if args.json else f"{moved} job(s) due again")
-    return 0 if moved == len(ids) else 1
+        ids = [r.job_id for r in _all_dead(app, queue) if _is_task(r, args.task)]
+    else:
+        ids = list(dict.fromkeys(args.job_ids))
+        missing = [i for i in ids if not _is_dead(app.inspector.get(queue, i))]
+        ids = [i for i in ids if i not in missing]
+    moved = app.inspector.requeue_dead(queue, ids)
+    if args.json:
+        print(json.dumps({"retried": moved, "not_found": missing}))
+    else:
+        print(f"{moved} job(s) due again")
+    if missing:
+        where = f"not in the dead-letter store of queue {queue!r}, so not retried"
+        print(f"taskq: {where}: {', '.join(missing)}", file=sys.stderr)
+    if moved < len(ids):  # retried or purged by someone else since they were read
+        print(
+            f"taskq: {len(ids) - moved} job(s) left the dead-letter store meanwhile",
+            file=sys.stderr,
+        )
+    return 0 if moved == len(ids) and not missing else 1
+
+
+def _is_dead(record: JobRecord | None) -> bool:
+    return record is not None and record.state == "dead"
 
 
 def _is_task(record: JobRecord, task: str | None) -> bool:

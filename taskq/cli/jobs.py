@@ -26,7 +26,8 @@ def add_parser(sub: Any) -> None:
         "--state",
         choices=LISTED_STATES,
         default=None,
-        help="only jobs in this state (default: running, then due, then scheduled)",
+        help="only jobs in this state (default: running, then due, then scheduled); jobs "
+        "whose retry is pending (status failed) are among the due and scheduled ones",
     )
     jobs.add_argument("--limit", type=int, default=50)
     jobs.add_argument("--offset", type=int, default=0)
@@ -35,8 +36,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.limit < 1 or args.offset < 0:
-        raise ValueError("--limit must be >= 1 and --offset >= 0")
+    render.check_page(args.offset, args.limit)
     app = load_app(args.app)
     states = (args.state,) if args.state else DEFAULT_STATES
     records = page(app, args.queue, states, args.offset, args.limit)

@@ -1,4 +1,4 @@
-"""Shared output helpers of the inspection commands: times, and a job as plain data."""
+"""Shared helpers of the inspection commands: paging flags, times, and a job as plain data."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ from typing import Any
 from ..brokers.base import JobRecord
 from ..job import Job
 from ..serialization import DecodeError
+
+
+def check_page(offset: int, limit: int) -> None:
+    """Refuse ``--limit`` below 1 or ``--offset`` below 0 (a ``ValueError``: exit code 2)."""
+    if limit < 1 or offset < 0:
+        raise ValueError("--limit must be >= 1 and --offset >= 0")
 
 
 def iso(ms: int | None) -> str | None:

@@ -76,7 +76,8 @@ def admit(app: App, attempt: Attempt) -> tuple[Job, AnyTask] | Bury:
     try:
         job = Job.decode(claimed.body, claimed.job_id, claimed.queue)
     except DecodeError as exc:
-        return _bury(attempt, "undecodable", f"{exc} ({len(claimed.body)} bytes kept)")
+        message = f"{exc}; its {len(claimed.body)} bytes are kept"
+        return _bury(attempt, "undecodable", message, type(exc).__name__)
     attempt.job = job
     task = app.tasks.get(job.task)
     if task is None:

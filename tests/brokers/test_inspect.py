@@ -6,8 +6,10 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from taskq.brokers import Retention
-from taskq.brokers.base import Bury, QueueCounts, WorkerInfo
+from taskq.brokers.base import LISTED_STATES, Bury, QueueCounts, WorkerInfo
 
 from .brokerkit import FAILURE, MakeBroker, claim_one, ids, item, now_ms
 
@@ -76,6 +78,21 @@ def test_dead_lists_newest_first_with_paging(broker: Any) -> None:
         1,
     )
     assert broker.dead("other") == []
+
+
+@pytest.mark.parametrize(("offset", "limit"), [(0, 0), (0, -1), (-1, 10), (-1, -1), (5, 0)])
+def test_a_page_with_an_offset_below_0_or_a_limit_below_1_is_refused(
+    broker: Any, offset: int, limit: int
+) -> None:
+    _bury(broker, "a", "b")
+    broker.enqueue([item("due"), item("scheduled", delay_ms=60_000)])
+    claim_one(broker)
+    with pytest.raises(ValueError, match="offset >= 0 and limit >= 1"):
+        broker.dead("q", offset, limit)
+    for state in LISTED_STATES:
+        with pytest.raises(ValueError, match="offset >= 0 and limit >= 1"):
+            broker.jobs("q", state, offset, limit)
+    assert ids(broker.dead("q", 0, 1)) == ["b"] and ids(broker.dead("q", 2, 1)) == []
 
 
 def test_requeue_dead_makes_jobs_due_with_fresh_attempts(broker: Any) -> None:
