@@ -47,7 +47,7 @@ async def aslow(name: str, seconds: float) -> str:
     return name
 
 
-@app.task(max_crashes=2, max_retries=10)
+@app.task(max_retries=10)  # max_crashes: the default, 3
 def poison() -> None:
     record("poison.txt", str(os.getpid()))
     os.kill(os.getpid(), signal.SIGKILL)
@@ -171,14 +171,19 @@ def test_a_job_whose_worker_is_killed_is_run_by_another_after_the_lease(
     any_project: Project,
 ) -> None:
     project = any_project
-    workers = {p.pid: p for p in (project.worker(), project.worker())}
+    workers = {p.pid: p for p in (project.worker(lease="2s"), project.worker(lease="2s"))}
     handle = project.app.tasks["slow"].delay("k", 1.0)
     [victim_pid] = started_by(project, "k")
     victim = workers.pop(victim_pid)
+    killed = time.monotonic()
     victim.signal(signal.SIGKILL)
     assert victim.wait(5) == -signal.SIGKILL
     [survivor] = workers.values()
 
+    started_by(project, "k", 2)
+    recovered = time.monotonic() - killed
+    print(f"run again {recovered:.2f}s after the kill (lease 2s)")
+    assert recovered < 2 * 2, f"run again {recovered:.2f}s after the kill: over 2 x lease"
     assert handle.result(timeout=15) == "k"
     assert project.lines("finished.txt") == [f"k {survivor.pid}"]
     assert started_by(project, "k", 2) == [victim_pid, survivor.pid]
@@ -319,8 +324,8 @@ def test_a_job_that_kills_its_worker_is_buried_after_max_crashes(project: Projec
                 restarts += 1
         time.sleep(0.05)
 
-    assert len(project.lines("poison.txt")) == 2  # ran max_crashes times, then never again
-    assert restarts == 2
+    assert len(project.lines("poison.txt")) == 3  # ran max_crashes (3) times, then never again
+    assert restarts == 3
     record = {r.job_id: r for r in project.app.inspector.dead("default")}[poison.id]
     assert record.failure is not None and record.failure.reason == "crashed"
     assert set(project.lines("ran.txt")) == {str(n) for n in range(30)}
