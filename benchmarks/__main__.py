@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmarks [--url URL] [--quick] [--only NAME] [--repeat N]``."""
+"""Command line: ``python -m benchmarks [--url URL ...] [--quick] [--only NAME] [--repeat N]``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from taskq.brokers.base import Inspector
 from . import enqueue, footprint, lateness, recovery, server, throughput
 from .common import ROOT, Row, Settings, delete_namespace, make_scratch, skipped
 from .floors import Floor, floor_for
-from .table import render
+from .table import render, side_by_side
 from .tasks import DEFAULT_URL
 
 SCENARIOS: dict[str, Callable[[Settings, Floor], list[Row]]] = {
@@ -32,7 +32,12 @@ SCENARIOS: dict[str, Callable[[Settings, Floor], list[Row]]] = {
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    p.add_argument("--url", default=DEFAULT_URL, help=f"broker URL (default {DEFAULT_URL})")
+    p.add_argument(
+        "--url",
+        action="append",
+        help=f"a broker URL (repeatable; default: {DEFAULT_URL}, then the embedded SQLite broker"
+        " on a scratch file); with two or more, a last table puts their figures side by side",
+    )
     p.add_argument("--quick", action="store_true", help="small sizes, one repetition (smoke test)")
     p.add_argument(
         "--only",
@@ -72,40 +77,57 @@ def revision() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     repeat = args.repeat or (1 if args.quick else 3)
-    settings = Settings(args.url, args.quick, repeat, make_scratch())
     names = args.only or list(SCENARIOS)
-    started = time.perf_counter()
-    rows: list[Row] = []
+    scratch = make_scratch()
+    urls = args.url or [DEFAULT_URL, f"sqlite:///{scratch / 'bench.db'}"]
+    tables: list[tuple[str, list[Row]]] = []
     failed = False  # a scenario that raised, or a broker that cannot be opened: exit status 1
+    try:
+        for url in urls:
+            settings = Settings(url, args.quick, repeat, scratch)
+            started = time.perf_counter()
+            rows, ok = run_on(settings, names)
+            failed = failed or not ok
+            mode = "quick, " if args.quick else ""
+            print(
+                f"taskq benchmarks at {revision()} on {url} ({settings.kind}); "
+                f"{mode}median of {repeat} run(s); {time.perf_counter() - started:.0f}s"
+            )
+            print(render(rows), end="\n\n", flush=True)
+            tables.append((url, rows))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if len(tables) > 1:
+        print("side by side (figures; ratios to each broker's own floor are in its table)")
+        print(side_by_side(tables))
+    return 1 if failed else 0
+
+
+def run_on(settings: Settings, names: list[str]) -> tuple[list[Row], bool]:
+    """The rows of every scenario named, on one broker; ``False`` if one failed or the broker
+    cannot be opened."""
+    rows: list[Row] = []
+    ok = True
     problem = probe(settings)
     try:
         if problem is not None:
-            failed = True
-            rows = [skipped(name, f"broker cannot be opened ({problem})") for name in names]
-        else:
-            floor = floor_for(settings)
-            try:
-                for name in names:
-                    print(f"running {name} ...", file=sys.stderr, flush=True)
-                    try:
-                        rows += SCENARIOS[name](settings, floor)
-                    except Exception as exc:
-                        failed = True
-                        traceback.print_exc()
-                        rows.append(skipped(name, f"failed: {type(exc).__name__}: {exc}"))
-            finally:
-                floor.close()
+            return [skipped(name, f"broker cannot be opened ({problem})") for name in names], False
+        floor = floor_for(settings)
+        try:
+            for name in names:
+                print(f"running {name} on {settings.kind} ...", file=sys.stderr, flush=True)
+                try:
+                    rows += SCENARIOS[name](settings, floor)
+                except Exception as exc:
+                    ok = False
+                    traceback.print_exc()
+                    rows.append(skipped(name, f"failed: {type(exc).__name__}: {exc}"))
+        finally:
+            floor.close()
     finally:
         for namespace in settings.namespaces:
             delete_namespace(settings, namespace)
-        shutil.rmtree(settings.scratch, ignore_errors=True)
-    mode = "quick, " if args.quick else ""
-    print(
-        f"taskq benchmarks at {revision()} on {settings.url} ({settings.kind}); "
-        f"{mode}median of {repeat} run(s); {time.perf_counter() - started:.0f}s"
-    )
-    print(render(rows))
-    return 1 if failed else 0
+    return rows, ok
 
 
 if __name__ == "__main__":

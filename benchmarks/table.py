@@ -1,4 +1,4 @@
-"""Print result rows as a fixed-width table: figure, floor, what the floor is, ratio, note."""
+"""Print result rows as fixed-width tables: one broker's rows, or several brokers' side by side."""
 
 from __future__ import annotations
 
@@ -47,6 +47,25 @@ def render(rows: Sequence[Row]) -> str:
             for i in range(1, len(HEADER) - 1)
         ]
         out.append("  ".join([*left, line[-1]]).rstrip())
+        if n == 0:
+            out.append("-" * len(out[0]))
+    return "\n".join(out)
+
+
+def side_by_side(tables: Sequence[tuple[str, Sequence[Row]]]) -> str:
+    """One line per scenario that has a figure on every broker: the figure of each, in order."""
+    kinds = [url.split("://", 1)[0] for url, _ in tables]
+    figures = [{r.scenario: r for r in rows if r.value is not None} for _, rows in tables]
+    common = [name for name in figures[0] if all(name in other for other in figures[1:])]
+    cells = [("scenario", *kinds)]
+    cells += [(name, *(number(f[name].value, f[name].unit) for f in figures)) for name in common]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    out = []
+    for n, line in enumerate(cells):
+        parts = [line[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)
+        ]
+        out.append("  ".join(parts))
         if n == 0:
             out.append("-" * len(out[0]))
     return "\n".join(out)

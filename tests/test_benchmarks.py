@@ -61,3 +61,17 @@ def test_a_broker_that_cannot_be_opened_exits_1_with_a_reason() -> None:
     done = _run("--url", f"redis://127.0.0.1:{free_port()}/0", "--only", "enqueue")
     assert done.returncode == 1
     assert "skipped: broker cannot be opened" in done.stdout
+
+
+@pytest.mark.redis
+def test_two_brokers_are_measured_and_put_side_by_side(tmp_path: Path) -> None:
+    redis_or_skip()
+    sqlite = f"sqlite:///{tmp_path / 'bench.db'}"
+    done = _run("--url", REDIS_URL, "--url", sqlite, "--only", "enqueue")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"on {REDIS_URL} (redis)" in done.stdout and f"on {sqlite} (sqlite)" in done.stdout
+    side = done.stdout.split("side by side", 1)[1].splitlines()
+    assert side[1].split() == ["scenario", "redis", "sqlite"]
+    for row in ("enqueue 1 by 1", "enqueue bulk"):
+        [line] = [line for line in side if line.startswith(row)]
+        assert len(re.findall(r"\d[\d,.]* jobs/s", line)) == 2, line
