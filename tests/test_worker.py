@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 import redis
 
-from taskq import App, Retry, Task, TaskFailed
+from taskq import App, ConfigError, Retry, Task, TaskFailed
 from taskq.brokers.base import Ack, EnqueueItem, JobRecord
 from taskq.brokers.redis_keys import NamespaceKeys
 from taskq.job import Job
 from taskq.worker import Worker, WorkerOptions, claimer
+from taskq.worker.signals import run_in_foreground
 
 pytestmark = pytest.mark.redis
 
@@ -310,6 +311,20 @@ def test_a_sync_task_raising_system_exit_stops_its_worker_and_its_job_is_not_los
     assert handle.status() == "running"
     counts = redis_app.inspector.counts("default")
     assert (counts.due, counts.running, counts.dead) == (0, 1, 0)
+
+
+def test_a_worker_whose_claim_thread_fails_exits_with_code_1(
+    make_app: Callable[[str], App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # e.g. a SQLite file found unusable (a newer schema) once a lock held since start lifts: the
+    # worker stops, and says so by its exit code, so that a supervisor restarts or alerts
+    app = make_app("memory")
+
+    def unusable(*args: Any, **kwargs: Any) -> None:
+        raise ConfigError("the file has taskq schema version 99, newer than this taskq's")
+
+    monkeypatch.setattr(app.broker, "claim", unusable)
+    assert run_in_foreground(Worker(app, WorkerOptions(**FAST))) == 1
 
 
 def test_a_worker_keeps_no_timeout_deadlines_of_finished_jobs(redis_app: App) -> None:

@@ -117,6 +117,7 @@ class Claimer:
         self._grace_ends = 0.0
         self._idle = False  # burst mode: the last claim found nothing waiting at all
         self.stop_asked: float | None = None  # monotonic time of the first stop() call
+        self.failed = False  # the claim thread ended on an error: the worker exits with code 1
 
     # -- called from other threads ------------------------------------------------------------
 
@@ -465,7 +466,9 @@ def start(claimer: Claimer) -> threading.Thread:
     def run() -> None:
         try:
             claimer.run()
-        except Exception:  # a bug: say so; claimed jobs run again when their leases end
+        except Exception:  # a bug, or a broker that became unusable: say so; claimed jobs run
+            # again when their leases end
+            claimer.failed = True
             log.exception("the worker's claim thread failed; the worker stops")
 
     thread = threading.Thread(target=run, name="taskq-claim", daemon=True)

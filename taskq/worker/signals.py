@@ -14,15 +14,16 @@ EXIT_NOW = 1  # exit code after a second signal, or a stop the broker did not le
 
 
 def run_in_foreground(worker: Worker) -> int:
-    """Run until stopped by a signal (or idle, in burst mode); returns the exit code (0), or
-    exits the process with :data:`EXIT_NOW` when the stop ran past its bound."""
+    """Run until stopped by a signal (or idle, in burst mode); returns the exit code (0; 1 if
+    the worker stopped on an error), or exits the process with :data:`EXIT_NOW` when the stop
+    ran past its bound."""
     # a sync job handed back at shutdown may still run in its (daemon) thread, which Python
     # cannot stop: its job is already back in the queue, and the thread ends with the process
     asyncio.run(_main(worker))
     if worker.overran:  # threads still blocked on the broker would hold the exit: end now
         logging.shutdown()
         os._exit(EXIT_NOW)
-    return 0
+    return 1 if worker.claimer.failed else 0
 
 
 async def _main(worker: Worker) -> None:
