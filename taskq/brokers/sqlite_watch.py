@@ -103,7 +103,10 @@ class FinishWaiter:
     def __init__(self, db: Database, namespace: str, queue: str, job_id: str) -> None:
         self._conn = db.connect()
         self._key = (namespace, queue, job_id)
-        self._version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        try:
+            self._version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:  # locked: no version to start from, so the first look reads the row
+            self._version = -1
 
     def wait(self, timeout: float) -> bool:
         deadline = time.monotonic() + max(timeout, 0.0)

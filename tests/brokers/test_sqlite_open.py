@@ -232,3 +232,21 @@ def test_a_file_on_a_network_filesystem_is_warned_about(
         assert "taskq.db" in warning and "network filesystem (nfs4)" in warning
     finally:
         broker.close()
+
+
+def test_waiting_for_a_result_on_a_locked_file_waits_instead_of_raising(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'taskq.db'}{FAST_LOCK}"
+    producer = App(url, namespace="ns", env={})
+
+    @producer.task
+    def noop() -> None: ...
+
+    handle = noop.delay()
+    producer.close()
+    with held(tmp_path / "taskq.db", EXCLUSIVE_FILE):
+        # a waiter made while no one may read the file waits; it does not raise
+        waiter = App(url, namespace="ns", env={}).inspector.finishes("default", handle.id)
+        try:
+            assert waiter.wait(0.2) is False
+        finally:
+            waiter.close()
