@@ -22,7 +22,7 @@ class DecodeError(ValueError):
     """Bytes that are not a valid taskq payload."""
 
 
-def _default(obj: object) -> msgpack.ExtType:
+def _default(obj: object) -> object:
     if isinstance(obj, dt.datetime):
         return msgpack.ExtType(_EXT_DATETIME, obj.isoformat().encode())
     if isinstance(obj, dt.date):
@@ -40,6 +40,26 @@ def _default(obj: object) -> msgpack.ExtType:
 
     if isinstance(obj, decimal.Decimal):
         return msgpack.ExtType(_EXT_DECIMAL, str(obj).encode())
+    return _plain(obj)
+
+
+def _plain(obj: object) -> object:
+    """A subclass of a plain type (an IntEnum, a str Enum, an OrderedDict, a defaultdict) as
+    its base type, as JSON would carry it: the task gets the value, not the subclass."""
+    if type(obj) is int:  # strict_types hands back only an int msgpack has no room for
+        raise TypeError(f"the integer {obj} is outside msgpack's 64-bit range")
+    if isinstance(obj, str):
+        return str.__str__(obj)  # the text itself: str() of a str Enum is its name
+    if isinstance(obj, dict):
+        return dict(obj)
+    if isinstance(obj, list):
+        return list(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, bytes):
+        return bytes(obj)
     raise TypeError(f"cannot encode an object of type {type(obj).__name__}")
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import decimal
+import enum
 import pickle
 import uuid
 
@@ -46,6 +48,39 @@ def test_values_round_trip_with_their_types(value: object) -> None:
 def test_an_object_msgpack_cannot_carry_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="object"):
         packb(object())
+    with pytest.raises(TypeError, match="integer 1180591620717411303424 is outside msgpack's"):
+        packb({"n": [2**70]})
+
+
+class Colour(enum.IntEnum):
+    RED = 1
+
+
+class Mood(str, enum.Enum):
+    HAPPY = "happy"
+
+
+class Items(list[int]):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("value", "plain"),
+    [
+        (Colour.RED, 1),
+        (Mood.HAPPY, "happy"),
+        (collections.OrderedDict(a=1), {"a": 1}),
+        (collections.defaultdict(list, a=[1]), {"a": [1]}),
+        (collections.Counter("aab"), {"a": 2, "b": 1}),
+        (Items([1, 2]), [1, 2]),
+        ({"n": [Colour.RED, collections.OrderedDict(b=Mood.HAPPY)]}, {"n": [1, {"b": "happy"}]}),
+    ],
+    ids=repr,
+)
+def test_subclasses_of_plain_types_travel_as_their_base_type(value: object, plain: object) -> None:
+    back = unpackb(packb(value))
+    assert back == plain
+    assert type(back) is type(plain)
 
 
 def test_job_round_trips() -> None:
