@@ -39,15 +39,20 @@ def test_every_way_into_and_out_of_the_due_list_keeps_ids_and_due_times_twins(
     assert broker.bury([Bury(dead.lease, FAILURE)]) == [True]
     assert broker.requeue_dead("q", ["j4"]) == 1
     time.sleep(0.06)
-    assert broker.recover(["q"]) == 1  # j2's lease ended
+    assert broker.recover(["q"]) == 1  # j2's lease ended: back at the head, as before its claim
     due = _due_list(redis_client, k)
-    assert [i for i, _ in due] == ["j5", "one", "j0", "j4", "j2"]
+    assert [i for i, _ in due] == ["j2", "j5", "one", "j0", "j4"]
     assert [broker.get("q", i).due_at_ms for i, _ in due] == [t // 1000 for _, t in due]
     assert broker.get("q", "j1").state == "scheduled"
     assert broker.counts("q").due == 5
     claimed = broker.claim(["q"], 10, 30_000, "w").jobs
-    assert [c.job_id for c in claimed] == ["j5", "one", "j0", "j4", "j2"]
+    assert [c.job_id for c in claimed] == ["j2", "j5", "one", "j0", "j4"]
     assert _due_list(redis_client, k) == []
+    broker.enqueue([item("k")])
+    handed_back = [RetryLater(c.lease, 0, count_attempt=False) for c in claimed[:2]]
+    assert broker.retry(handed_back) == [True, True]  # a stopping worker's: back at the head
+    assert [i for i, _ in _due_list(redis_client, k)] == ["j2", "j5", "k"]
+    assert [c.job_id for c in broker.claim(["q"], 10, 30_000, "w").jobs] == ["j2", "j5", "k"]
 
 
 def test_only_a_job_that_finds_the_due_list_empty_wakes_the_workers(

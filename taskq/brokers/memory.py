@@ -151,6 +151,7 @@ class MemoryBroker(MemoryInspection):
         written: list[tuple[str, int]] = []
         with self._lock:
             now = self._now()
+            front: dict[str, int] = {}  # queue -> due time of the jobs handed back in this call
             for item in items:
                 job = self._running(item.lease)
                 out.append(job is not None)
@@ -166,7 +167,10 @@ class MemoryBroker(MemoryInspection):
                     record = JobRecord(q.name, job.job_id, "cancelled", None, job.attempt)
                     self._finished(q, replace(record, finished_at_ms=now, failure=job.failure))
                     continue
-                q.make_waiting(job, due_after(now, item.delay_ms))
+                due = due_after(now, item.delay_ms)
+                if not item.count_attempt and item.delay_ms == 0:  # handed back: first in line
+                    due = front.setdefault(q.name, q.front_due(now))
+                q.make_waiting(job, due)
                 written.append((job.queue, item.delay_ms))
         self._wake(written)
         return out

@@ -93,6 +93,12 @@ class MemoryQueue:
         self.waiting[job.job_id] = job
         heapq.heappush(self.heap, (due_ms, job.seq, job.job_id))
 
+    def front_due(self, now: int) -> int:
+        """The due time that puts a job back ahead of every waiting one, as it was before its
+        claim: ``now``, or 1 ms before the first waiting job if that one is due already."""
+        head = self.first_waiting()
+        return now if head is None else min(now, head.due_ms - 1)
+
     def first_waiting(self) -> MemoryJob | None:
         """The waiting job due first (the oldest entry among equal due times)."""
         while self.heap:
@@ -119,12 +125,14 @@ class MemoryQueue:
         self.running[job.job_id] = job
 
     def recover(self, now: int) -> int:
-        """Make every running job whose lease expired before ``now`` due now; how many."""
+        """Make every running job whose lease expired before ``now`` due again, ahead of every
+        waiting job (a dead worker's jobs do not wait behind the backlog again); how many."""
         expired = [job for job in self.running.values() if job.lease_until_ms < now]
+        due = self.front_due(now)
         for job in expired:
             self.token_seq += 1
             job.token, job.crashes = self.token_seq, job.crashes + 1
-            self.make_waiting(job, now)
+            self.make_waiting(job, due)
         return len(expired)
 
     def bury(self, job: MemoryJob, failure: Failure, now: int, retention: Retention) -> None:

@@ -261,7 +261,7 @@ class RedisBroker(RedisInspection):
         with self._errors():
             for queue in queues:
                 k = self.keys.queue(queue)
-                keys = [k.due, k.running, k.crashes, k.tokens, k.owners, k.due_at]
+                keys = [k.due, k.running, k.crashes, k.tokens, k.owners, k.due_at, k.waiting]
                 while True:
                     count = int(self.scripts.recover(keys, [1000], client=self.client))
                     total += count

@@ -26,12 +26,14 @@ every script touches one slot::
     {ns}:workers         zset  worker id -> last heartbeat (ms)
     {ns}:worker:<id>     string  msgpack worker info, with a time to live
 
-A job due when it is written (a ``delay()``, a retry without backoff, a recovered lease, a dead
-job put back) joins the tail of ``due``, and its due time the tail of ``due_at``: the two lists
-keep it in ~35 bytes, where a zset entry costs ~129. Both are in due order, as they only grow at
-the tail, by the server's clock. A job with a due time of its own (a delay, a due-at, a backoff)
-waits in ``waiting``. A claim merges the heads of both by due time, so jobs run in due order, as
-from one zset.
+A job due when it is written (a ``delay()``, a retry without backoff, a dead job put back) joins
+the tail of ``due``, and its due time the tail of ``due_at``: the two lists keep it in ~35 bytes,
+where a zset entry costs ~129. A job a dead worker held (a recovered lease) or a stopping worker
+handed back goes back to their head, as it was before its claim, due at the earliest due time
+there is. Both lists stay in due order: the tail grows by the server's clock, the head by the
+earliest due time. A job with a due time of its own (a delay, a due-at, a backoff) waits in
+``waiting``. A claim merges the heads of both by due time, so jobs run in due order, as from one
+zset.
 """
 
 from __future__ import annotations

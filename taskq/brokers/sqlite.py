@@ -62,8 +62,15 @@ _CLAIM = f"""
                     ORDER BY due_ms, rowid LIMIT :limit)
     RETURNING job_id, body, attempt, crashes, token, due_ms, rowid"""
 
+# The due time that puts a job back ahead of every waiting one, as it was before its claim: now,
+# or 1 ms before the first waiting job if that one is due already (claims go by due time, then
+# rowid). Not correlated, so SQLite reads it once per statement, before any row changes.
+_FRONT_DUE = """min(:now, coalesce((SELECT min(due_ms) - 1 FROM taskq_jobs
+                                    WHERE namespace = :ns AND queue = :queue
+                                      AND state = 'waiting'), :now))"""
+
 _RECOVER = f"""
-    UPDATE taskq_jobs SET state = 'waiting', due_ms = :now, lease_until_ms = NULL,
+    UPDATE taskq_jobs SET state = 'waiting', due_ms = {_FRONT_DUE}, lease_until_ms = NULL,
         worker = NULL, crashes = crashes + 1, token = {_NEXT_TOKEN}
     WHERE rowid IN (SELECT rowid FROM taskq_jobs
                     WHERE namespace = :ns AND queue = :queue AND state = 'running'
@@ -190,6 +197,10 @@ class SQLiteBroker(SQLiteInspection):
             self._bump_token_seq(conn, queue)
         return count
 
+    def _front_due(self, conn: sqlite3.Connection, queue: str, now: int) -> int:
+        where = {"now": now, "ns": self.namespace, "queue": queue}
+        return int(conn.execute(f"SELECT {_FRONT_DUE}", where).fetchone()[0])
+
     def extend(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:
         def write(conn: sqlite3.Connection) -> list[int]:
             now = self._now()
@@ -240,6 +251,7 @@ class SQLiteBroker(SQLiteInspection):
         def write(conn: sqlite3.Connection) -> list[bool]:
             now = self._now()
             out: list[bool] = []
+            front: dict[str, int] = {}  # queue -> due time of the jobs handed back in this call
             for item in items:
                 failure = item.failure.pack() if item.failure is not None else None
                 uncount = 0 if item.count_attempt else 1
@@ -247,7 +259,13 @@ class SQLiteBroker(SQLiteInspection):
                 if cancel_on_retry(conn, key, uncount, now, self._retention):
                     out.append(True)
                     continue
-                params = (due_after(now, item.delay_ms), uncount, failure, *key)
+                due = due_after(now, item.delay_ms)
+                if uncount and item.delay_ms == 0:  # handed back: first in line again
+                    queue = item.lease.queue
+                    if queue not in front:
+                        front[queue] = self._front_due(conn, queue, now)
+                    due = front[queue]
+                params = (due, uncount, failure, *key)
                 out.append(conn.execute(_RETRY, params).rowcount == 1)
             accepted = [i for i, ok in zip(items, out, strict=True) if ok]
             # counted only when accepted: a refused retry (a stale lease) changes nothing

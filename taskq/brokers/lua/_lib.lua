@@ -53,14 +53,33 @@ local function push_due(due, due_at, ids, us)
   return batched('RPUSH', due, ids) or 0
 end
 
--- Move up to `limit` running jobs whose lease ended before `now` (ms) to the tail of the due list
--- `due` (and `due_at`). Each recovery counts a crash and drops the token, so the old owner's
--- writes are refused.
-local function recover(running, due, due_at, crashes, tokens, owners, now, limit)
+-- Put `ids`, in order, at the head of the due list `due` (and `due_at`): ahead of every job due
+-- already, as they were before they were claimed. They are due at the earliest of `us`, the list's
+-- head and the first due job of the waiting set `waiting` (µs), so the list stays in due order
+-- and a claim takes them first (the list's job goes first on a tie).
+local function push_due_front(waiting, due, due_at, ids, us)
+  local at = us
+  local head = redis.call('LINDEX', due_at, 0)
+  if head then at = math.min(at, tonumber(head)) end
+  local first = redis.call('ZRANGEBYSCORE', waiting, '-inf', us, 'WITHSCORES', 'LIMIT', 0, 1)
+  if #first > 0 then at = math.min(at, tonumber(first[2])) end
+  local reversed, times = {}, {}
+  for n = #ids, 1, -1 do
+    reversed[#reversed + 1] = ids[n]
+    times[#times + 1] = at
+  end
+  batched('LPUSH', due_at, times)
+  batched('LPUSH', due, reversed)
+end
+
+-- Move up to `limit` running jobs whose lease ended before `now` (ms) to the head of the due list
+-- `due` (and `due_at`): a job a dead worker held does not wait behind the backlog again. Each
+-- recovery counts a crash and drops the token, so the old owner's writes are refused.
+local function recover(waiting, running, due, due_at, crashes, tokens, owners, now, limit)
   local expired = redis.call('ZRANGEBYSCORE', running, '-inf', '(' .. now, 'LIMIT', 0, limit)
   if #expired == 0 then return 0 end
   batched('ZREM', running, expired)
-  push_due(due, due_at, expired, now * 1000)
+  push_due_front(waiting, due, due_at, expired, now * 1000)
   batched('HDEL', tokens, expired)
   batched('HDEL', owners, expired)
   for _, id in ipairs(expired) do redis.call('HINCRBY', crashes, id, 1) end

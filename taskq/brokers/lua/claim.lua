@@ -11,7 +11,7 @@
 local us = now_us()
 local now = math.floor(us / 1000)  -- what now_ms() answers
 local limit = tonumber(ARGV[1])
-recover(KEYS[2], KEYS[9], KEYS[10], KEYS[5], KEYS[6], KEYS[7], now, tonumber(ARGV[4]))
+recover(KEYS[1], KEYS[2], KEYS[9], KEYS[10], KEYS[5], KEYS[6], KEYS[7], now, tonumber(ARGV[4]))
 local ids, waits = {}, {}
 if limit > 0 then
   -- the due jobs of both sets, merged by due time (the list's first on a tie)

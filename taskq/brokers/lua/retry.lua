@@ -1,5 +1,6 @@
--- retry: put running jobs back to waiting, due after a delay (none: at the tail of the due list),
--- keeping their last failure; a job whose cancel was requested while it ran ends cancelled instead.
+-- retry: put running jobs back to waiting, due after a delay (none: at the tail of the due list;
+-- a job handed back, its attempt not counted, at its head), keeping their last failure; a job
+-- whose cancel was requested while it ran ends cancelled instead.
 -- KEYS[1] waiting   KEYS[2] running   KEYS[3] attempts   KEYS[4] tokens   KEYS[5] owners
 -- KEYS[6] failures  KEYS[7] jobs   KEYS[8] crashes   KEYS[9] cancels   KEYS[10] finished
 -- KEYS[11] endings  KEYS[12] stats   KEYS[13] due (list)   KEYS[14] due_at (list)
@@ -12,6 +13,7 @@ local out = {}
 local soonest = nil
 local failed = 0
 local cancelled = {}
+local front = {}
 for i = 5, #ARGV, 5 do
   local id = ARGV[i]
   if owns(KEYS[4], id, ARGV[i + 1]) then
@@ -30,7 +32,9 @@ for i = 5, #ARGV, 5 do
       cancelled[#cancelled + 1] = id
     else
       local due = due_after(us, tonumber(ARGV[i + 2]))
-      if due == us then
+      if due == us and ARGV[i + 3] == '0' then
+        front[#front + 1] = id  -- handed back: first in line again, in the order given
+      elseif due == us then
         push_due(KEYS[13], KEYS[14], {id}, us)
       else
         redis.call('ZADD', KEYS[1], due, id)
@@ -42,6 +46,7 @@ for i = 5, #ARGV, 5 do
     out[#out + 1] = 0
   end
 end
+if #front > 0 then push_due_front(KEYS[1], KEYS[13], KEYS[14], front, us) end
 count_stat(KEYS[12], now, 'f', failed)
 if #cancelled > 0 then
   trim_finished(KEYS[10], KEYS[11], now, tonumber(ARGV[3]), tonumber(ARGV[4]))
