@@ -1,5 +1,5 @@
-"""Shared fixtures: a real Redis (skipped on a laptop without one, never under CI=true), a fresh
-namespace per test, and apps on each broker."""
+"""Shared fixtures: a real Redis and the programs tests need (skipped on a laptop without them,
+never under CI=true), a fresh namespace per test, and apps on each broker."""
 
 from __future__ import annotations
 
@@ -32,6 +32,16 @@ def redis_or_skip(url: str = REDIS_URL) -> redis.Redis:
             pytest.fail(f"CI=true but Redis at {url} does not answer: {exc}")
         pytest.skip(f"no Redis at {url}")
     return client
+
+
+def tool_or_skip(name: str) -> str:
+    """The path of a program a test needs; skip the test without it, unless running under CI."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"CI=true but {name} is not installed")
+        pytest.skip(f"{name} is not installed")
+    return path
 
 
 def delete_namespace(client: redis.Redis, namespace: str) -> None:
@@ -109,11 +119,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            if IN_CI:
-                pytest.fail("CI=true but redis-server is not installed")
-            pytest.skip("redis-server is not installed")
+        binary = tool_or_skip("redis-server")
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir]
         args += ["--save", "", "--appendonly", "yes" if self.appendonly else "no", *self.extra]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
