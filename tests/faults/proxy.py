@@ -25,7 +25,8 @@ class Proxy:
 
     ``latency`` delays every chunk; :meth:`stall` holds all bytes (connections stay open, as
     with a dead network path); :meth:`reset` kills current connections; :meth:`cut` also
-    refuses new ones until :meth:`heal`.
+    refuses new ones until :meth:`heal`. It counts what it did, so a test can check that each
+    fault really hit traffic: ``delayed`` and ``held`` chunks, ``resets`` of connections.
     """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
@@ -37,6 +38,7 @@ class Proxy:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
+        self._clients: set[socket.socket] = set()  # the client side of each open connection
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -44,6 +46,9 @@ class Proxy:
         self._listener.settimeout(POLL)
         self.port = int(self._listener.getsockname()[1])
         self.connections = 0  # accepted so far
+        self.resets = 0  # connections reset by reset() or cut()
+        self.delayed = 0  # chunks forwarded late, by the latency
+        self.held = 0  # chunks that arrived during a stall and waited for resume() or heal()
         self._thread = threading.Thread(target=self._accept, name="proxy-accept", daemon=True)
 
     def url(self, db: int = 0) -> str:
@@ -70,6 +75,8 @@ class Proxy:
         with self._lock:
             sockets = list(self._sockets)
             self._sockets.clear()
+            self.resets += len(self._clients)
+            self._clients.clear()
         for sock in sockets:
             _reset(sock)
 
@@ -112,6 +119,7 @@ class Proxy:
             self.connections += 1
             with self._lock:
                 self._sockets.update((client, upstream))
+                self._clients.add(client)
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
 
@@ -125,10 +133,15 @@ class Proxy:
                     continue
                 if not data:
                     break
+                if not self._flowing.is_set():
+                    with self._lock:  # every connection's pipes count into one number
+                        self.held += 1
                 while not self._flowing.wait(POLL):
                     if self._closed.is_set():
                         return
                 if self.latency:
+                    with self._lock:
+                        self.delayed += 1
                     time.sleep(self.latency)
                 dst.sendall(data)
         except OSError:
@@ -137,5 +150,6 @@ class Proxy:
             for sock in (src, dst):
                 with self._lock:
                     self._sockets.discard(sock)
+                    self._clients.discard(sock)
                 with suppress(OSError):
                     sock.close()

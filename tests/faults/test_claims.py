@@ -37,10 +37,15 @@ def test_eight_workers_race_for_ten_thousand_due_jobs_and_run_each_once(fleet: F
     assert not twice, f"{len(twice)} jobs ran more than once, e.g. {list(twice.items())[:5]}"
     assert set(ran) == set(tags), f"{len(set(tags) - set(ran))} jobs never ran"
     assert fleet.counts() == (0, 0, 0, 0)
-    busy = [len(events([p], "executed")) for p in workers]
-    print(f"jobs per worker: {busy}")
+    runs = [[float(e["ts"]) for e in events([p], "executed")] for p in workers]
+    busy = [len(ts) for ts in runs]
+    spans = [(min(ts), max(ts)) for ts in runs if ts]
+    # how many workers were running jobs at one moment (the start of one of their spans)
+    together = max(sum(1 for a, b in spans if a <= t <= b) for t, _ in spans)
+    print(f"jobs per worker: {busy}; {together} ran jobs at the same time")
     assert sum(busy) == 10_000
-    assert sum(1 for b in busy if b) >= 2, "the race needs more than one worker claiming"
+    # all 8 as a rule, 7 on a 2-core machine four times oversubscribed (one worker started late)
+    assert together >= 6, f"only {together} of the 8 workers raced for the jobs at once"
 
 
 @pytest.fixture(params=["redis", "sqlite"])
