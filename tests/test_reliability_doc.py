@@ -13,7 +13,7 @@ DOC = ROOT / "docs" / "reliability.md"
 def test_every_test_the_reliability_page_links_to_exists() -> None:
     text = DOC.read_text()
     links = re.findall(
-        r"\[`(test_\w+\.py)::(test_\w+)`\]\(\.\./(tests/(?:faults/)?test_\w+\.py)\)", text
+        r"\[`(test_\w+\.py)::(test_\w+)`\]\(\.\./(tests/(?:faults/|brokers/)?test_\w+\.py)\)", text
     )
     assert len(links) >= 20, "the page should tie each guarantee to a test"
     for name, test, path in links:
