@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -221,6 +222,7 @@ def test_retry_on_and_no_retry_on_filter_exceptions(
     raised: type[Exception],
     calls: int,
     reason: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     seen: list[int] = []
 
@@ -230,11 +232,15 @@ def test_retry_on_and_no_retry_on_filter_exceptions(
         raise raised("no")
 
     handle = failing.delay()
+    caplog.set_level(logging.WARNING, logger="taskq")
     run_burst(redis_app)
     assert len(seen) == calls
     record = dead_record(redis_app, handle.id)
     assert record.failure is not None
     assert (record.failure.error_type, record.failure.reason) == (raised.__qualname__, reason)
+    # the last failure's line says what happens next: no retry, whatever retries were left
+    last = [r.getMessage() for r in caplog.records if r.message.startswith("failed")][-1]
+    assert last.endswith("(not retried)" if reason == "not-retried" else "(retries left=0)")
 
 
 def test_an_async_task_over_its_timeout_is_cancelled_and_fails(redis_app: App) -> None:

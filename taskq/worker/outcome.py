@@ -288,15 +288,17 @@ def _failed(
     elapsed = attempt.elapsed_ms()
     error = f"{type(exc).__qualname__}: {exc}"
     left = max(job.max_retries - claimed.attempt + 1, 0)
+    # an exception retry_on / no_retry_on rules out is not retried, whatever retries are left
+    retries = f"retries left={left}" if decision.retry or left == 0 else "not retried"
     event(
         logging.WARNING,
         "failed",
-        "failed %s %s in %.1fms: %s (retries left=%d)",
+        "failed %s %s in %.1fms: %s (%s)",
         job.task,
         job.id,
         elapsed,
         error,
-        left,
+        retries,
         duration_ms=round(elapsed, 3),
         error=error,
         **fields,
