@@ -221,21 +221,25 @@ def test_dead_text(reference: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert traceback.startswith("Traceback") and "ValueError: boom" in traceback
 
 
+# the dead job of the reference project, as `taskq dead list/show --json` give it
+DEAD_ROW = {
+    "id": "dead-1",
+    "queue": "default",
+    "attempts": 1,
+    "task": "fail",
+    "args": "('boom',)",
+    "kwargs": "{}",
+    "reason": "exhausted",
+    "error": "ValueError: boom",
+    "dead_at": "<time>",
+}
+
+
 def test_dead_json_and_retry_back_to_due(
     reference: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     [row] = as_json(capsys, "dead", "list", reference)
-    assert row == {
-        "id": "dead-1",
-        "queue": "default",
-        "attempts": 1,
-        "task": "fail",
-        "args": "('boom',)",
-        "kwargs": "{}",
-        "reason": "exhausted",
-        "error": "ValueError: boom",
-        "dead_at": "<time>",
-    }
+    assert row == DEAD_ROW
     retried = as_json(capsys, "dead", "retry", reference, "dead-1")
     assert retried == {"retried": 1, "not_found": []}
     due = as_json(capsys, "jobs", reference, "--state", "due")
@@ -248,17 +252,7 @@ def test_dead_json_and_retry_back_to_due(
 def test_dead_show_json(reference: str, capsys: pytest.CaptureFixture[str]) -> None:
     row = as_json(capsys, "dead", "show", reference, "dead-1")
     assert row.pop("traceback").startswith("Traceback")
-    assert row == {
-        "id": "dead-1",
-        "queue": "default",
-        "attempts": 1,
-        "task": "fail",
-        "args": "('boom',)",
-        "kwargs": "{}",
-        "reason": "exhausted",
-        "error": "ValueError: boom",
-        "dead_at": "<time>",
-    }
+    assert row == DEAD_ROW
 
 
 def _bury_in(app: App, queue: str, task: str, job_id: str) -> None:

@@ -19,11 +19,12 @@ import pytest
 from taskq import App, Task
 from taskq.brokers import Retention, sqlite_db, sqlite_fs
 from taskq.brokers.sqlite import SQLiteBroker
-from taskq.brokers.sqlite_schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
+from taskq.brokers.sqlite_schema import SCHEMA_VERSION
 from taskq.errors import BrokerUnavailable, ConfigError
 from taskq.worker import Worker, WorkerOptions
 
 from .brokerkit import item
+from .test_sqlite_upgrade import version_1_file
 
 FAST_LOCK = "?busy_timeout=20"  # with LOCKED_GIVE_UP_S patched down, a lock fails in well under 1 s
 
@@ -76,20 +77,6 @@ def _user_version(path: Path) -> int:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _version_1_file(path: Path) -> None:
-    """A file as taskq's schema version 1 left it, with one job waiting."""
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        conn.execute("PRAGMA journal_mode = WAL")
-        for statement in SCHEMA:  # version 1 is SCHEMA without the migrations
-            conn.execute(statement)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute("PRAGMA user_version = 1")
-        conn.execute(
-            "INSERT INTO taskq_jobs (namespace, queue, job_id, state, body, due_ms)"
-            " VALUES ('ns', 'q', 'old', 'waiting', x'00', 0)"
-        )
-
-
 @pytest.mark.parametrize(
     "lock", [WRITE_LOCK, EXCLUSIVE_TRANSACTION], ids=["immediate", "exclusive"]
 )
@@ -120,7 +107,7 @@ def test_a_lock_at_open_is_broker_unavailable_and_the_next_call_opens_the_file(
 ) -> None:
     path = tmp_path / "taskq.db"
     if schema == "version 1":
-        _version_1_file(path)
+        version_1_file(path, "old")
     else:
         _broker(path).close()
     with held(path, lock):
@@ -140,7 +127,7 @@ def test_a_lock_at_open_is_broker_unavailable_and_the_next_call_opens_the_file(
 
 def test_the_cli_exits_1_for_a_locked_file_not_2(tmp_path: Path) -> None:
     path = tmp_path / "taskq.db"
-    _version_1_file(path)
+    version_1_file(path, "old")
     (tmp_path / "tasks.py").write_text(
         f"from taskq import App\napp = App('sqlite:///{path}{FAST_LOCK}', env={{}})\n"
     )

@@ -12,17 +12,26 @@ from taskq.brokers.sqlite import SQLiteBroker
 from taskq.brokers.sqlite_schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
 
 
-def test_a_version_1_file_is_upgraded_and_keeps_its_jobs(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
+def version_1_file(path: Path, *job_ids: str) -> None:
+    """A file as taskq's schema version 1 left it (WAL), with jobs waiting in queue ``q`` of
+    namespace ``ns``, due in the order given."""
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
         for statement in SCHEMA:  # version 1 is SCHEMA without the migrations
             conn.execute(statement)
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute("PRAGMA user_version = 1")
-        conn.execute(
-            "INSERT INTO taskq_jobs (namespace, queue, job_id, state, body, due_ms)"
-            " VALUES ('ns', 'q', 'old', 'waiting', x'00', 0), ('ns', 'q', 'b', 'waiting', x'00', 1)"
-        )
+        for due, job_id in enumerate(job_ids):
+            conn.execute(
+                "INSERT INTO taskq_jobs (namespace, queue, job_id, state, body, due_ms)"
+                " VALUES ('ns', 'q', ?, 'waiting', x'00', ?)",
+                (job_id, due),
+            )
+
+
+def test_a_version_1_file_is_upgraded_and_keeps_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    version_1_file(path, "old", "b")
     broker = SQLiteBroker(f"sqlite:///{path}", "ns", Retention())
     try:
         old, other = broker.claim(["q"], 2, 30_000, "w").jobs
