@@ -134,15 +134,22 @@ class Ack:
 
 @dataclass(frozen=True)
 class RetryLater:
-    """A job to run again after ``delay_ms``.
+    """A job to run again after ``delay_ms``: due now goes to the end of the line.
 
-    ``count_attempt=False`` hands the job back without spending an attempt (graceful shutdown).
+    ``count_attempt=False`` hands the job back without spending an attempt (graceful shutdown);
+    due now, it goes back to the head of the line (:attr:`to_front`).
     """
 
     lease: Lease
     delay_ms: int
     failure: Failure | None = None
     count_attempt: bool = True
+
+    @property
+    def to_front(self) -> bool:
+        """Handed back and due now: ahead of every waiting job, as before its claim (retry.lua
+        applies the same rule to the flags it is sent)."""
+        return not self.count_attempt and self.delay_ms == 0
 
 
 @dataclass(frozen=True)

@@ -168,8 +168,10 @@ class MemoryBroker(MemoryInspection):
                     self._finished(q, replace(record, finished_at_ms=now, failure=job.failure))
                     continue
                 due = due_after(now, item.delay_ms)
-                if not item.count_attempt and item.delay_ms == 0:  # handed back: first in line
-                    due = front.setdefault(q.name, q.front_due(now))
+                if item.to_front:  # read once per queue: each job made waiting moves the head
+                    if q.name not in front:
+                        front[q.name] = q.front_due(now)
+                    due = front[q.name]
                 q.make_waiting(job, due)
                 written.append((job.queue, item.delay_ms))
         self._wake(written)

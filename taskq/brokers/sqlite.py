@@ -260,7 +260,7 @@ class SQLiteBroker(SQLiteInspection):
                     out.append(True)
                     continue
                 due = due_after(now, item.delay_ms)
-                if uncount and item.delay_ms == 0:  # handed back: first in line again
+                if item.to_front:  # read once per queue: each job made waiting moves the head
                     queue = item.lease.queue
                     if queue not in front:
                         front[queue] = self._front_due(conn, queue, now)
