@@ -142,7 +142,7 @@ class JobHandle(Generic[R]):
         third of the lease): an ``async`` task is then cancelled, a plain one sees
         ``taskq.current_job().cancelled`` become true. ``False`` if it is not waiting or
         running."""
-        queue = self.queue if self.queue is not None else find(self.app, self.id)[0]
+        queue = self._queue()
         return queue is not None and self.app.inspector.cancel(queue, self.id) is not None
 
     def result(self, timeout: float | None = None, poll: float = SAFETY_POLL) -> R:
@@ -166,6 +166,10 @@ class JobHandle(Generic[R]):
         finally:
             stop.set()
 
+    def _queue(self) -> str | None:
+        """The job's queue: its own, else the first of the app's that holds it (None: none)."""
+        return self.queue if self.queue is not None else find(self.app, self.id)[0]
+
     def _find(self) -> tuple[str | None, JobRecord | None]:
         """The job's queue and record: in its queue, else in the first of the app's that
         holds it."""
@@ -183,7 +187,7 @@ class JobHandle(Generic[R]):
 
     def _wait(self, timeout: float | None, poll: float, stop: threading.Event | None) -> R:
         deadline = None if timeout is None else time.monotonic() + timeout
-        queue = self.queue if self.queue is not None else find(self.app, self.id)[0]
+        queue = self._queue()
         if queue is None:
             raise self._unknown(self.app.known_queues())
         # subscribed before the first look, so an end between the two is not missed

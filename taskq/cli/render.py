@@ -5,15 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from ..brokers import base
 from ..brokers.base import JobRecord
 from ..job import Job
 from ..serialization import DecodeError
 
 
 def check_page(offset: int, limit: int) -> None:
-    """Refuse ``--limit`` below 1 or ``--offset`` below 0 (a ``ValueError``: exit code 2)."""
-    if limit < 1 or offset < 0:
-        raise ValueError("--limit must be >= 1 and --offset >= 0")
+    """Refuse ``--limit`` below 1 or ``--offset`` below 0 as the brokers do, naming the flags (a
+    ``ValueError``: exit code 2)."""
+    try:
+        base.check_page(offset, limit)
+    except ValueError:
+        raise ValueError("--limit must be >= 1 and --offset >= 0") from None
 
 
 def iso(ms: int | None) -> str | None:
