@@ -22,18 +22,16 @@ def load_app(reference: str) -> App:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        # the module itself (or a package on its path) is missing, not something it imports:
-        # a bare prefix test would blame "tasks_x" for its own failed "import tasks"
-        missing = exc.name or ""
+    except TaskqError:
+        raise  # taskq's own one-line errors, e.g. a bad INTERVAL met by App() at import
+    except Exception as exc:
+        # the module itself (or a package on its path) missing, not something it imports: a
+        # bare prefix test would blame "tasks_x" for its own failed "import tasks"
+        missing = (exc.name or "") if isinstance(exc, ModuleNotFoundError) else ""
         if missing and (module_name == missing or module_name.startswith(missing + ".")):
             raise ConfigError(
                 f"cannot import module {module_name!r} (from {reference!r})"
             ) from None
-        raise ConfigError(_import_failed(module_name, exc)) from None
-    except TaskqError:
-        raise  # taskq's own one-line errors, e.g. a bad INTERVAL met by App() at import
-    except Exception as exc:
         raise ConfigError(_import_failed(module_name, exc)) from None
     app = getattr(module, attribute, None)
     if app is None:
